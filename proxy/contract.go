@@ -1,0 +1,100 @@
+// Package proxy owns smtpgate's SMTP front door: listeners (STARTTLS-mandatory
+// and implicit TLS, optionally behind the PROXY protocol), sessions on
+// github.com/emersion/go-smtp, AUTH PLAIN/LOGIN over TLS only, and the limits
+// on everything a client controls. An accepted message is handed to a Handler;
+// the proxy knows nothing of policies, content features or storage engines.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+// Login is an authenticated SMTP identity.
+type Login interface {
+	// Name is the login's name (the credential label in the policy).
+	Name() string
+	// SenderAllowed reports whether the login may use addr as envelope sender
+	// (and as From). addr is the bare address, possibly "" for the null sender.
+	SenderAllowed(addr string) bool
+}
+
+// ErrBadCredentials is what an Authenticator returns for a wrong user name or
+// password. Any other error is treated as a temporary failure (454 4.7.0).
+var ErrBadCredentials = errors.New("proxy: bad credentials")
+
+// Authenticator checks a user name and password.
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string) (Login, error)
+}
+
+// Envelope is everything known about a message besides its body.
+type Envelope struct {
+	Login      Login
+	MailFrom   string
+	Recipients []string
+	RemoteAddr net.Addr // the client's address (from the PROXY header if one was sent)
+	Helo       string
+	TLS        *tls.ConnectionState // nil on a plaintext connection (never for accepted mail)
+	Listener   string               // the listener's name from the policy
+	UTF8       bool                 // SMTPUTF8 was given on MAIL
+	Received   time.Time
+}
+
+// Handler takes an accepted message. The body is dot-unstuffed, has CRLF line
+// endings (bare CR and LF are normalised to CRLF by the proxy) and is cut off
+// with an error wrapping ErrTooLarge past the size limit; Handle must return
+// that error. Handle returns the queue id only once the message is durable.
+// An error of type *smtp.SMTPError is sent to the client as is; any other
+// error becomes "451 4.3.0".
+type Handler interface {
+	Handle(ctx context.Context, env *Envelope, body io.Reader) (id string, err error)
+}
+
+// ErrTooLarge is returned by the body reader once the message exceeds the size limit.
+var ErrTooLarge = errors.New("proxy: message exceeds the size limit")
+
+// TLSMode is how a listener uses TLS.
+type TLSMode string
+
+const (
+	// TLSStartTLS: plaintext banner, STARTTLS mandatory before AUTH and MAIL.
+	TLSStartTLS TLSMode = "starttls"
+	// TLSImplicit: TLS from the first byte (port 465 style).
+	TLSImplicit TLSMode = "implicit"
+)
+
+// ListenerConfig is one SMTP listener.
+type ListenerConfig struct {
+	Name          string
+	Address       string // host:port
+	TLS           TLSMode
+	ProxyProtocol bool // expect a PROXY v1/v2 header on every connection
+}
+
+// Limits bounds what a client may do. Zero values mean the defaults in DefaultLimits.
+type Limits struct {
+	MaxMessageBytes    int64         // SIZE; default 25 MiB
+	MaxRecipients      int           // per message; default 100
+	MaxLineLength      int           // per line in commands and DATA; default 64 KiB
+	MaxConnections     int           // in total; default 1000
+	MaxConnectionsIP   int           // per client IP; default 50
+	CommandTimeout     time.Duration // idle time waiting for a command; default 5m
+	DataTimeout        time.Duration // for the whole DATA/BDAT transfer; default 10m
+	MaxAuthFailures    int           // per connection, then it is closed; default 3
+	AuthFailureDelay   time.Duration // added before each 535; default 1s, doubling
+	MaxMessagesPerConn int           // default 1000
+}
+
+// Config is a proxy's configuration. It is fixed for the life of a Server,
+// except the certificate, which TLS.GetCertificate may change at any time.
+type Config struct {
+	Hostname  string // for the banner and EHLO
+	Listeners []ListenerConfig
+	TLS       *tls.Config // must have a certificate or GetCertificate; MinVersion is forced to TLS 1.2
+	Limits    Limits
+}
