@@ -1,0 +1,304 @@
+// Package policy loads and checks smtpgate's HCL policy file, and answers the
+// questions the SMTP path asks of it: who is this login (Authenticate), what
+// happens to its mail (Resolve), what may an API key read (APIKeyScope).
+//
+// A policy is parsed once (Load or Parse) into an immutable Policy; every
+// mistake in the file is reported as a diagnostic with file:line:col. A reload
+// builds a new Policy. After loading, a Policy does no I/O.
+//
+// Relative paths in the file (file("..."), tls, data_dir, store.path,
+// dkim.key_file) are relative to the directory of the policy file. Sizes are
+// strings with a unit of B, KB, MB or GB, where 1 KB is 1024 bytes, or a plain
+// number of bytes; durations are Go durations such as "90s" or "5m".
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/smtpgate/smtpgate/features"
+)
+
+// Values of server.mode.
+const (
+	ModeRelay   = "relay"   // mail goes where each credential's route says
+	ModeCapture = "capture" // every credential is capture-only
+)
+
+// RouteCapture is the route of a message that is stored, never delivered.
+const RouteCapture = "capture"
+
+// Values of a listener's tls and a relay's tls.
+const (
+	TLSStartTLS = "starttls" // plaintext greeting, then STARTTLS (mandatory on listeners)
+	TLSImplicit = "implicit" // TLS from the first byte
+	TLSNone     = "none"     // relays only: no TLS at all (a local test relay)
+)
+
+// Values of store.driver.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Values of directives.on_error.
+const (
+	OnErrorIgnore = "ignore" // a malformed directive header is stripped and ignored
+	OnErrorReject = "reject" // a malformed directive header rejects the message
+)
+
+// Defaults of the policy file.
+const (
+	DefaultMaxMessageSize = 25 << 20
+	DefaultMaxRecipients  = 100
+	DefaultDataDir        = "./data"
+	DefaultHTTPAddress    = ":8025"
+)
+
+// ErrBadCredentials is returned by Authenticate for an unknown user name or a
+// wrong password.
+var ErrBadCredentials = errors.New("policy: bad credentials")
+
+// Options tune Load and Parse.
+type Options struct {
+	// LookupEnv resolves env("NAME") in the policy; nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
+
+// Policy is a loaded, checked policy file. It is immutable, and safe for
+// concurrent use.
+type Policy struct {
+	Server     Server
+	Directives Directives
+	Tracking   Tracking
+	// Features are the named features blocks.
+	Features map[string]features.Set
+	// Credentials are the SMTP logins by name (the credential label).
+	Credentials map[string]*Credential
+	// APIKeys are the keys of the HTTP API, in file order.
+	APIKeys []APIKey
+	// Relays, DKIM (by lower-case domain) and Webhooks by name.
+	Relays   map[string]*Relay
+	DKIM     map[string]*DKIM
+	Webhooks map[string]*Webhook
+
+	filename string
+	auth     *authCache
+	dummy    *parsedHash  // verified for unknown users
+	verified atomic.Int64 // real hash verifications, for tests
+	now      func() time.Time
+}
+
+// Server is the server block.
+type Server struct {
+	Hostname       string    // default os.Hostname()
+	Mode           string    // ModeRelay (default) or ModeCapture
+	DataDir        string    // default "./data", relative to the policy file
+	MaxMessageSize int64     // bytes; default 25 MiB
+	MaxRecipients  int       // default 100
+	TLS            *TLSFiles // nil: the application makes a self-signed certificate in DataDir
+	Listeners      []Listener
+	HTTP           HTTP
+	Store          Store
+	Limits         Limits
+}
+
+// TLSFiles are a PEM certificate chain and its key.
+type TLSFiles struct {
+	CertFile, KeyFile string
+}
+
+// Listener is one SMTP listener (a listen block).
+type Listener struct {
+	Name          string
+	Address       string // host:port
+	TLS           string // TLSStartTLS (default) or TLSImplicit
+	ProxyProtocol bool
+}
+
+// HTTP is the web server of the capture UI, the API and the tracking links.
+type HTTP struct {
+	Address   string // default ":8025"
+	PublicURL string // how the world reaches it; "" if not set
+}
+
+// Store is where messages are kept.
+type Store struct {
+	Driver string // DriverSQLite (default) or DriverPostgres
+	Path   string // sqlite: a directory; default the data directory
+	DSN    string // postgres: the connection string
+}
+
+// Limits bound what SMTP clients may do. Every field is filled in (with the
+// default when absent from the file).
+type Limits struct {
+	MaxConnections      int           // default 1000
+	MaxConnectionsPerIP int           // default 50
+	MaxAuthFailures     int           // per connection; default 3
+	CommandTimeout      time.Duration // default 5m
+	DataTimeout         time.Duration // default 10m
+}
+
+// Directives configures header directives.
+type Directives struct {
+	Prefixes []string // header name prefixes; default X-Smtpgate- and X-Smtpeter-
+	Vendors  []string // vendor header families honoured: mailgun, postmark, emailengine, sendgrid
+	OnError  string   // OnErrorIgnore (default) or OnErrorReject
+}
+
+// Tracking configures click, open and bounce tracking.
+type Tracking struct {
+	Secret       string // HMAC key of tracking tokens
+	PublicURL    string // base of tracking links; default server.http.public_url
+	BounceDomain string // domain of VERP bounce addresses
+}
+
+// Credential is one SMTP login.
+type Credential struct {
+	Label        string
+	PasswordHash string
+	FeaturesName string       // "" when no features block is named: all features off
+	Features     features.Set // the named block's features
+	// Overridable are the feature names a header directive may flip, with
+	// "*" expanded to features.AllNames.
+	Overridable []string
+	// AllowFrom are sender patterns; nil means any sender.
+	AllowFrom []string
+	Route     string // RouteCapture (default) or a relay name
+
+	hash *parsedHash
+}
+
+// APIKey is a key of the HTTP API and the logins whose mail it may read.
+type APIKey struct {
+	Name   string
+	Logins []string // nil when All
+	All    bool     // logins = ["*"]
+
+	sum [32]byte // SHA-256 of the key
+}
+
+// Relay is an upstream: a smarthost, or direct delivery to MX hosts.
+type Relay struct {
+	Name     string
+	MX       bool   // deliver to the recipients' MX hosts; Address is then ""
+	Address  string // host:port of a smarthost
+	TLS      string // TLSStartTLS (default), TLSImplicit or TLSNone
+	Username string
+	Password string
+}
+
+// DKIM is a DKIM signing key for a domain.
+type DKIM struct {
+	Domain    string // lower case
+	Selector  string
+	Algorithm string // "rsa" (default) or "ed25519"
+	KeyFile   string // relative to the policy file
+}
+
+// Webhook is an endpoint that receives signed events.
+type Webhook struct {
+	Name   string
+	URL    string
+	Secret string
+	Events []string // sent, bounced, opened, clicked, ...; ["*"] for all
+}
+
+// Error is the error of a policy that does not load: its diagnostics.
+type Error struct {
+	Diags hcl.Diagnostics
+	files map[string]*hcl.File
+}
+
+// Error returns every error diagnostic, one per line, as
+// "file:line:col: summary: detail".
+func (e *Error) Error() string {
+	var b strings.Builder
+	for _, d := range e.Diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(formatDiag(d))
+	}
+	if b.Len() == 0 {
+		return "policy: invalid"
+	}
+	return b.String()
+}
+
+// formatDiag formats one diagnostic as "file:line:col: summary: detail".
+func formatDiag(d *hcl.Diagnostic) string {
+	var b strings.Builder
+	if d.Subject != nil {
+		fmt.Fprintf(&b, "%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+	}
+	b.WriteString(d.Summary)
+	if d.Detail != "" {
+		b.WriteString(": ")
+		b.WriteString(strings.Join(strings.Fields(d.Detail), " "))
+	}
+	return b.String()
+}
+
+// Load reads and parses the policy file at path. An invalid policy gives a
+// *Error; a file that cannot be read gives the error of the read.
+func Load(path string, opts Options) (*Policy, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return Parse(path, src, opts)
+}
+
+// Parse parses a policy held in memory; filename names it in diagnostics, and
+// file() and other relative paths are relative to its directory. An invalid
+// policy gives a *Error.
+func Parse(filename string, src []byte, opts Options) (*Policy, error) {
+	lookup := opts.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	p, diags, files := parse(filename, src, lookup)
+	if diags.HasErrors() {
+		return nil, &Error{Diags: diags, files: files}
+	}
+	return p, nil
+}
+
+// sortDiags orders diagnostics by position, so that output is stable.
+func sortDiags(diags hcl.Diagnostics) {
+	key := func(d *hcl.Diagnostic) (string, int) {
+		if d.Subject == nil {
+			return "", -1
+		}
+		return d.Subject.Filename, d.Subject.Start.Byte
+	}
+	sort.SliceStable(diags, func(i, j int) bool {
+		fi, bi := key(diags[i])
+		fj, bj := key(diags[j])
+		if fi != fj {
+			return fi < fj
+		}
+		return bi < bj
+	})
+}
+
+// loginNames returns the credential names, sorted.
+func (p *Policy) loginNames() []string {
+	names := make([]string, 0, len(p.Credentials))
+	for n := range p.Credentials {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
