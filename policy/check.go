@@ -670,7 +670,7 @@ func (c *checker) credential(raw *rawCredential, p *Policy, tracking *rawTrackin
 	if c.ok(raw.PasswordHashRange) {
 		h, err := parseHash(raw.PasswordHash)
 		if err != nil {
-			c.errorf(raw.PasswordHashRange, "Malformed password hash", "%v.", err)
+			c.errorf(raw.PasswordHashRange, "Malformed password hash", "%s.", strings.TrimPrefix(err.Error(), errMalformedHash.Error()+": "))
 		}
 		cr.hash = h
 	}

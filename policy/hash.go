@@ -33,7 +33,7 @@ const (
 )
 
 // errMalformedHash is wrapped by every error about a hash that cannot be parsed.
-var errMalformedHash = errors.New("malformed password hash")
+var errMalformedHash = errors.New("policy: malformed password hash")
 
 // kind of a parsed hash.
 type hashKind uint8

@@ -15,6 +15,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -234,6 +235,15 @@ func (e *Error) Error() string {
 		return "policy: invalid"
 	}
 	return b.String()
+}
+
+// WriteText writes the diagnostics for a person: each with the lines of the
+// policy it is about, wrapped at width columns, in colour if color is set.
+func (e *Error) WriteText(w io.Writer, width uint, color bool) error {
+	if err := hcl.NewDiagnosticTextWriter(w, e.files, width, color).WriteDiagnostics(e.Diags); err != nil {
+		return fmt.Errorf("policy: writing diagnostics: %w", err)
+	}
+	return nil
 }
 
 // formatDiag formats one diagnostic as "file:line:col: summary: detail".

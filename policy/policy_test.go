@@ -1,0 +1,320 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtpgate/smtpgate/features"
+)
+
+// testEnv is the environment of the test policies.
+var testEnv = map[string]string{
+	"TRACK_SECRET": "tracking-secret-0123456789",
+	"STAGING_KEY":  "staging-key-0123456789",
+	"SG_KEY":       "SG.sendgrid-key",
+	"HOOK_SECRET":  "hook-secret-0123456789",
+	"PG_DSN":       "postgres://postgres@127.0.0.1:5432/test",
+}
+
+func testOptions() Options {
+	return Options{LookupEnv: func(k string) (string, bool) { v, ok := testEnv[k]; return v, ok }}
+}
+
+// update reports whether golden files are to be rewritten (UPDATE_GOLDEN=1).
+func update() bool { return os.Getenv("UPDATE_GOLDEN") == "1" }
+
+func loadTest(t testing.TB, path string) *Policy {
+	t.Helper()
+	p, err := Load(path, testOptions())
+	if err != nil {
+		t.Fatalf("Load(%s): %v", path, err)
+	}
+	return p
+}
+
+func TestGood(t *testing.T) {
+	files, err := filepath.Glob("testdata/good/*.hcl")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no good policies: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			p := loadTest(t, f)
+			if len(p.Server.Listeners) == 0 {
+				t.Error("no listeners")
+			}
+			if p.Server.Hostname == "" || p.Server.MaxMessageSize <= 0 || p.Server.MaxRecipients <= 0 {
+				t.Errorf("defaults not filled in: %+v", p.Server)
+			}
+		})
+	}
+}
+
+// TestBad loads every testdata/bad/NAME.hcl and compares the error, one
+// diagnostic per line, with testdata/bad/NAME.err. UPDATE_GOLDEN=1 rewrites
+// the .err files, and the fuzz seed corpus.
+func TestBad(t *testing.T) {
+	files, err := filepath.Glob("testdata/bad/*.hcl")
+	if err != nil || len(files) < 15 {
+		t.Fatalf("want at least 15 bad policies, have %d (%v)", len(files), err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f, testOptions())
+			var perr *Error
+			if !errors.As(err, &perr) {
+				t.Fatalf("Load(%s) = %v, want a *Error", f, err)
+			}
+			for _, d := range perr.Diags {
+				if d.Subject == nil || d.Subject.Filename != f || d.Subject.Start.Line < 1 {
+					t.Errorf("diagnostic without a position in %s: %s", f, formatDiag(d))
+				}
+			}
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(f, ".hcl") + ".err"
+			if update() {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (UPDATE_GOLDEN=1 writes it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("diagnostics of %s:\n--- got\n%s--- want\n%s", f, got, want)
+			}
+		})
+	}
+	if update() {
+		writeFuzzCorpus(t)
+	}
+	// Every .err has its .hcl.
+	errs, _ := filepath.Glob("testdata/bad/*.err")
+	for _, e := range errs {
+		if !slices.Contains(files, strings.TrimSuffix(e, ".err")+".hcl") {
+			t.Errorf("%s has no policy", e)
+		}
+	}
+}
+
+// writeFuzzCorpus makes testdata/fuzz/FuzzParse from the test policies.
+func writeFuzzCorpus(t *testing.T) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzParse")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob("testdata/*/*.hcl")
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimSuffix(filepath.Base(filepath.Dir(f))+"_"+filepath.Base(f), ".hcl")
+		seed := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", src)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(seed), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestFullPolicy(t *testing.T) {
+	p := loadTest(t, "testdata/good/full.hcl")
+	dir := filepath.Join("testdata", "good")
+	s := p.Server
+	if s.Hostname != "mail.example.com" || s.Mode != ModeRelay || s.MaxMessageSize != 10<<20 || s.MaxRecipients != 50 {
+		t.Errorf("server = %+v", s)
+	}
+	if s.DataDir != filepath.Join(dir, "state") {
+		t.Errorf("DataDir = %q, want it relative to the policy file", s.DataDir)
+	}
+	if s.TLS == nil || s.TLS.CertFile != filepath.Join(dir, "cert.pem") || s.TLS.KeyFile != filepath.Join(dir, "key.pem") {
+		t.Errorf("TLS = %+v", s.TLS)
+	}
+	wantListeners := []Listener{
+		{Name: "submission", Address: ":587", TLS: TLSStartTLS},
+		{Name: "smtps", Address: ":465", TLS: TLSImplicit},
+		{Name: "local", Address: "127.0.0.1:2525", TLS: TLSStartTLS, ProxyProtocol: true},
+	}
+	if !slices.Equal(s.Listeners, wantListeners) {
+		t.Errorf("Listeners = %+v, want %+v", s.Listeners, wantListeners)
+	}
+	if s.HTTP != (HTTP{Address: "127.0.0.1:8025", PublicURL: "https://t.example.com"}) {
+		t.Errorf("HTTP = %+v", s.HTTP)
+	}
+	if s.Store != (Store{Driver: DriverSQLite, Path: filepath.Join(dir, "state", "db")}) {
+		t.Errorf("Store = %+v", s.Store)
+	}
+	wantLimits := Limits{MaxConnections: 500, MaxConnectionsPerIP: 20, MaxAuthFailures: 5, CommandTimeout: 2 * time.Minute, DataTimeout: 15 * time.Minute}
+	if s.Limits != wantLimits {
+		t.Errorf("Limits = %+v, want %+v", s.Limits, wantLimits)
+	}
+	if d := p.Directives; !slices.Equal(d.Prefixes, []string{"X-Smtpgate-", "X-Smtpeter-"}) ||
+		!slices.Equal(d.Vendors, []string{"mailgun", "postmark", "emailengine", "sendgrid"}) || d.OnError != OnErrorReject {
+		t.Errorf("Directives = %+v", d)
+	}
+	if p.Tracking != (Tracking{Secret: testEnv["TRACK_SECRET"], PublicURL: "https://t.example.com", BounceDomain: "bounces.example.com"}) {
+		t.Errorf("Tracking = %+v", p.Tracking)
+	}
+	if got := p.Features["marketing"]; got != (features.Set{InlineCSS: true, TrackClicks: true, TrackOpens: true, TrackBounces: true}) {
+		t.Errorf("features marketing = %+v", got)
+	}
+	w := p.Credentials["webapp"]
+	if w == nil || w.Name() != "webapp" || w.FeaturesName != "marketing" || w.Features != p.Features["marketing"] ||
+		!slices.Equal(w.Overridable, []string{features.TrackOpens}) || w.Route != "sendgrid" ||
+		!slices.Equal(w.AllowFrom, []string{"*@mywebapp.com", "*@*.mywebapp.com", "ops@example.org"}) {
+		t.Errorf("credential webapp = %+v", w)
+	}
+	if n := p.Credentials["newsletter"]; n == nil || !slices.Equal(n.Overridable, features.AllNames) || n.Route != "direct" {
+		t.Errorf("credential newsletter = %+v", n)
+	}
+	if o := p.Credentials["other"]; o == nil || o.Route != RouteCapture || o.FeaturesName != "" || o.Features != (features.Set{}) ||
+		o.AllowFrom != nil || o.Overridable != nil || !strings.HasPrefix(o.PasswordHash, "$argon2id$") {
+		t.Errorf("credential other = %+v", o)
+	}
+	if len(p.APIKeys) != 2 || p.APIKeys[0].Name != "staging-tests" || p.APIKeys[1].Name != "admin" || !p.APIKeys[1].All {
+		t.Errorf("APIKeys = %+v", p.APIKeys)
+	}
+	if r := p.Relays["sendgrid"]; r == nil || *r != (Relay{Name: "sendgrid", Address: "smtp.sendgrid.net:587", TLS: TLSStartTLS, Username: "apikey", Password: testEnv["SG_KEY"]}) {
+		t.Errorf("relay sendgrid = %+v", r)
+	}
+	if r := p.Relays["direct"]; r == nil || *r != (Relay{Name: "direct", MX: true}) {
+		t.Errorf("relay direct = %+v", r)
+	}
+	if d := p.DKIM["mywebapp.com"]; d == nil || *d != (DKIM{Domain: "mywebapp.com", Selector: "s2026", Algorithm: "ed25519", KeyFile: filepath.Join(dir, "dkim.key")}) {
+		t.Errorf("dkim = %+v", p.DKIM)
+	}
+	if h := p.Webhooks["events"]; h == nil || h.URL != "https://hooks.example.com/mail" || h.Secret != testEnv["HOOK_SECRET"] ||
+		!slices.Equal(h.Events, []string{"sent", "bounced", "opened", "clicked"}) {
+		t.Errorf("webhook = %+v", h)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	p := loadTest(t, "testdata/good/minimal.hcl")
+	s := p.Server
+	host, _ := os.Hostname()
+	if host != "" && isDomain(host) && s.Hostname != host {
+		t.Errorf("Hostname = %q, want os.Hostname() %q", s.Hostname, host)
+	}
+	if s.Mode != ModeRelay || s.MaxMessageSize != 25<<20 || s.MaxRecipients != 100 || s.TLS != nil {
+		t.Errorf("server = %+v", s)
+	}
+	dataDir := filepath.Join("testdata", "good", "data")
+	if s.DataDir != dataDir || s.Store != (Store{Driver: DriverSQLite, Path: dataDir}) {
+		t.Errorf("DataDir = %q, Store = %+v", s.DataDir, s.Store)
+	}
+	if s.HTTP != (HTTP{Address: ":8025"}) || s.Listeners[0].TLS != TLSStartTLS {
+		t.Errorf("HTTP = %+v, listeners %+v", s.HTTP, s.Listeners)
+	}
+	want := Limits{MaxConnections: 1000, MaxConnectionsPerIP: 50, MaxAuthFailures: 3, CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute}
+	if s.Limits != want {
+		t.Errorf("Limits = %+v, want %+v", s.Limits, want)
+	}
+	if d := p.Directives; !slices.Equal(d.Prefixes, []string{"X-Smtpgate-", "X-Smtpeter-"}) || d.Vendors != nil || d.OnError != OnErrorIgnore {
+		t.Errorf("Directives = %+v", d)
+	}
+	if len(p.Credentials) != 0 || len(p.APIKeys) != 0 {
+		t.Errorf("credentials %v, api keys %v", p.Credentials, p.APIKeys)
+	}
+	if _, err := p.Authenticate(t.Context(), "anyone", "x"); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("Authenticate without credentials = %v", err)
+	}
+}
+
+func TestPostgresPolicy(t *testing.T) {
+	p := loadTest(t, "testdata/good/postgres.hcl")
+	if p.Server.Store != (Store{Driver: DriverPostgres, DSN: testEnv["PG_DSN"]}) {
+		t.Errorf("Store = %+v", p.Server.Store)
+	}
+	if p.Server.MaxMessageSize != 1048576 {
+		t.Errorf("MaxMessageSize = %d", p.Server.MaxMessageSize)
+	}
+	if !slices.Equal(p.Directives.Vendors, []string{"mailgun"}) || !slices.Equal(p.Directives.Prefixes, []string{"X-Mail-"}) {
+		t.Errorf("Directives = %+v", p.Directives)
+	}
+	if h := p.Webhooks["all"]; h == nil || len(h.Events) != len(webhookNames) {
+		t.Errorf("webhook all = %+v", h)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.hcl"), Options{})
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load(missing) = %v, want fs.ErrNotExist", err)
+	}
+	var perr *Error
+	if errors.As(err, &perr) {
+		t.Errorf("a read error is not a *Error")
+	}
+}
+
+func TestOSLookupEnv(t *testing.T) {
+	src := []byte(`
+server {
+  hostname = env("SMTPGATE_POLICY_TEST_HOST")
+  listen "s" { address = ":0" }
+}`)
+	t.Setenv("SMTPGATE_POLICY_TEST_HOST", "env.example.com")
+	p, err := Parse("env.hcl", src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Server.Hostname != "env.example.com" {
+		t.Errorf("Hostname = %q", p.Server.Hostname)
+	}
+	os.Unsetenv("SMTPGATE_POLICY_TEST_HOST")
+	_, err = Parse("env.hcl", src, Options{})
+	want := `env.hcl:3:14: Error in function call: Call to function "env" failed: environment variable "SMTPGATE_POLICY_TEST_HOST" is not set.`
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse with the variable unset = %v, want %s", err, want)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"25MB", 25 << 20}, {"25 mb", 25 << 20}, {"1GB", 1 << 30}, {"512KB", 512 << 10}, {"100B", 100},
+		{"4096", 4096}, {"2MiB", 2 << 20}, {" 3 KB ", 3 << 10},
+	} {
+		got, err := parseSize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "MB", "1.5MB", "-1", "10TB", "99999999999999999999", "9999999999GB", "25 M B"} {
+		if n, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, n)
+		}
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	_, err := Parse("x.hcl", []byte("server {\n  listen \"s\" { address = \":0\" }\n  mode = \"nope\"\n}\n"), testOptions())
+	var perr *Error
+	if !errors.As(err, &perr) {
+		t.Fatalf("err = %v", err)
+	}
+	want := `x.hcl:3:10: Invalid mode: "nope" is not one of "relay" or "capture".`
+	if err.Error() != want {
+		t.Errorf("Error() = %q, want %q", err.Error(), want)
+	}
+	var buf bytes.Buffer
+	if err := perr.WriteText(&buf, 80, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `mode = "nope"`) || !strings.Contains(buf.String(), "Invalid mode") {
+		t.Errorf("WriteText shows no source line:\n%s", buf.String())
+	}
+}

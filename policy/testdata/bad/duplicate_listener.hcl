@@ -1,0 +1,4 @@
+server {
+  listen "submission" { address = ":587" }
+  listen "submission" { address = ":588" }
+}

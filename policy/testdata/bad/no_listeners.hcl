@@ -1,0 +1,3 @@
+server {
+  hostname = "mail.example.com"
+}

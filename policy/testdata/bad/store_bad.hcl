@@ -1,0 +1,7 @@
+server {
+  listen "s" { address = ":0" }
+  store {
+    driver = "postgres"
+    path   = "./data"
+  }
+}

@@ -1,0 +1,6 @@
+server {
+  listen "s" { address = ":0" }
+  store {
+    driver = "mysql"
+  }
+}

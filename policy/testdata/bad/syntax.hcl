@@ -1,0 +1,4 @@
+server {
+  listen "s" {
+    address = ":0"
+  }

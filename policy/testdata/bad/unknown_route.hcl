@@ -1,0 +1,17 @@
+server {
+  listen "s" { address = ":0" }
+}
+
+relay "sendgrid" {
+  address = "smtp.sendgrid.net:587"
+}
+
+credential "a" {
+  password_hash = "$argon2id$v=19$m=19456,t=2,p=1$iRW9PyZRlEB5U7gAI6rg5Q$0UFOzfpOMYHlZA+Rg1vYf1HRfOuTg619NE7NI5/XlTo"
+  route         = "sendgird"
+}
+
+credential "b" {
+  password_hash = "$argon2id$v=19$m=19456,t=2,p=1$iRW9PyZRlEB5U7gAI6rg5Q$0UFOzfpOMYHlZA+Rg1vYf1HRfOuTg619NE7NI5/XlTo"
+  route         = "nowhere"
+}

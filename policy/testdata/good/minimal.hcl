@@ -1,0 +1,6 @@
+# The smallest policy: one listener, no credentials.
+server {
+  listen "submission" {
+    address = ":0"
+  }
+}
