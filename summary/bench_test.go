@@ -1,0 +1,65 @@
+package summary_test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/smtpgate/smtpgate/summary"
+)
+
+// multipart5KB returns a typical ~5 KB transactional message: a
+// multipart/mixed with a quoted-printable text/html alternative and a small
+// base64 attachment.
+func multipart5KB() []byte {
+	var html, text strings.Builder
+	for i := 0; i < 15; i++ {
+		fmt.Fprintf(&html, "<tr><td style=3D\"padding:4px\">Item %d =E2=80=94 caf=C3=A9</td><td><a href=3D\"https://shop.example/p/%d?utm_source=3Dmail&amp;utm_medium=3Demail\">View</a></td></tr>\r\n", i, i)
+		fmt.Fprintf(&text, "Item %d - cafe: https://shop.example/p/%d?utm_source=mail&utm_medium=email\r\n", i, i)
+	}
+	att := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("attachment bytes ", 30)))
+	return []byte("From: Shop <noreply@shop.example>\r\n" +
+		"To: Customer <customer@example.org>\r\n" +
+		"Subject: =?utf-8?q?Your_order_=E2=80=94_confirmation?=\r\n" +
+		"Date: Tue, 3 Mar 2026 10:15:00 +0100\r\n" +
+		"Message-ID: <order-1042@shop.example>\r\n" +
+		"MIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=\"mix\"\r\n\r\n" +
+		"--mix\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n" +
+		"--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text.String() +
+		"--alt\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+		"<html><body><table>\r\n" + html.String() + "</table></body></html>\r\n" +
+		"--alt--\r\n" +
+		"--mix\r\nContent-Type: text/plain; name=\"receipt.txt\"\r\nContent-Disposition: attachment; filename=\"receipt.txt\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		att + "\r\n--mix--\r\n")
+}
+
+// BenchmarkParse measures Parse on a 5 KB multipart message; it runs once
+// for every accepted message.
+func BenchmarkParse(b *testing.B) {
+	raw := multipart5KB()
+	s, err := summary.Parse(raw)
+	if err != nil || len(s.Links) != 15 || len(s.Attachments) != 1 {
+		b.Fatalf("unexpected summary (%v): %d links, %d attachments", err, len(s.Links), len(s.Attachments))
+	}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := summary.Parse(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkExtract measures Extract on the same message.
+func BenchmarkExtract(b *testing.B) {
+	raw := multipart5KB()
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := summary.Extract(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package summary
+
+import (
+	"bytes"
+	"strings"
+
+	"golang.org/x/net/html"
+)
+
+// linkSet collects distinct http(s) URLs in first-seen order, up to MaxLinks.
+type linkSet struct {
+	list []string
+	seen map[string]struct{}
+}
+
+// add records u if it is a new http(s) URL. It reports false once the set is
+// full.
+func (s *linkSet) add(u string) bool {
+	if len(s.list) >= MaxLinks {
+		return false
+	}
+	if !isHTTPURL(u) {
+		return true
+	}
+	if s.seen == nil {
+		// A linear scan is cheaper than a map for the usual handful.
+		for _, v := range s.list {
+			if v == u {
+				return true
+			}
+		}
+		if len(s.list) < 16 {
+			s.list = append(s.list, u)
+			return true
+		}
+		s.seen = make(map[string]struct{}, 64)
+		for _, v := range s.list {
+			s.seen[v] = struct{}{}
+		}
+	}
+	if _, dup := s.seen[u]; dup {
+		return true
+	}
+	s.seen[u] = struct{}{}
+	s.list = append(s.list, u)
+	return true
+}
+
+// isHTTPURL reports whether u starts with http:// or https:// (any case) and
+// has something after the scheme.
+func isHTTPURL(u string) bool {
+	var n int
+	switch {
+	case len(u) > 7 && strings.EqualFold(u[:7], "http://"):
+		n = 7
+	case len(u) > 8 && strings.EqualFold(u[:8], "https://"):
+		n = 8
+	default:
+		return false
+	}
+	return u[n] != '/' && u[n] != '?' && u[n] != '#'
+}
+
+// htmlLinks adds the href of every <a> element in an HTML document, entity
+// decoded, with surrounding white space and embedded tabs and newlines removed
+// as a browser does.
+func (s *linkSet) htmlLinks(doc []byte) {
+	z := html.NewTokenizer(bytes.NewReader(doc))
+	for {
+		switch z.Next() {
+		case html.ErrorToken:
+			return
+		case html.StartTagToken, html.SelfClosingTagToken:
+			// Look at the raw bytes first: TagName copies, and most tags
+			// are not <a>.
+			if raw := z.Raw(); len(raw) < 3 || raw[1]|0x20 != 'a' || !isTagNameEnd(raw[2]) {
+				continue
+			}
+			name, more := z.TagName()
+			if !more || len(name) != 1 || name[0] != 'a' {
+				continue
+			}
+			for more {
+				var key, val []byte
+				key, val, more = z.TagAttr()
+				if string(key) != "href" {
+					continue
+				}
+				if !s.add(cleanHref(val)) {
+					return
+				}
+				break
+			}
+		}
+	}
+}
+
+// isTagNameEnd reports whether c ends a tag name in raw HTML.
+func isTagNameEnd(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '/' || c == '>'
+}
+
+// cleanHref trims an href value and removes ASCII tabs and newlines.
+func cleanHref(v []byte) string {
+	v = bytes.TrimSpace(v)
+	if bytes.ContainsAny(v, "\t\r\n") {
+		out := make([]byte, 0, len(v))
+		for _, c := range v {
+			if c != '\t' && c != '\r' && c != '\n' {
+				out = append(out, c)
+			}
+		}
+		v = out
+	}
+	return validUTF8(string(v))
+}
+
+// textLinks adds every http(s) URL found in plain text. A URL ends at white
+// space, a control character or one of <>"; trailing punctuation that
+// usually ends a sentence, and a closing bracket without an opening one, are
+// not part of it.
+func (s *linkSet) textLinks(text []byte) {
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if c != 'h' && c != 'H' {
+			continue
+		}
+		rest := text[i:]
+		var n int
+		switch {
+		case len(rest) > 7 && bytes.EqualFold(rest[:7], []byte("http://")):
+			n = 7
+		case len(rest) > 8 && bytes.EqualFold(rest[:8], []byte("https://")):
+			n = 8
+		default:
+			continue
+		}
+		if i > 0 && isWordByte(text[i-1]) {
+			continue // "xhttp://" is not a URL
+		}
+		end := n
+		for end < len(rest) && !isURLStop(rest[end]) {
+			end++
+		}
+		u := trimURLTail(rest[:end])
+		if len(u) > n {
+			if !s.add(validUTF8(string(u))) {
+				return
+			}
+		}
+		i += end - 1
+	}
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+func isURLStop(c byte) bool {
+	return c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '"'
+}
+
+// trimURLTail removes sentence punctuation and unbalanced closing brackets
+// from the end of a URL found in text.
+func trimURLTail(u []byte) []byte {
+	for len(u) > 0 {
+		switch c := u[len(u)-1]; c {
+		case '.', ',', ';', ':', '!', '?', '\'', '*':
+			u = u[:len(u)-1]
+			continue
+		case ')', ']', '}':
+			open := byte('(')
+			if c == ']' {
+				open = '['
+			} else if c == '}' {
+				open = '{'
+			}
+			if bytes.Count(u, []byte{open}) < bytes.Count(u, []byte{c}) {
+				u = u[:len(u)-1]
+				continue
+			}
+		}
+		return u
+	}
+	return u
+}
