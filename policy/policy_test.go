@@ -318,3 +318,68 @@ func TestErrorFormat(t *testing.T) {
 		t.Errorf("WriteText shows no source line:\n%s", buf.String())
 	}
 }
+
+func TestExplain(t *testing.T) {
+	var b strings.Builder
+	if err := loadTest(t, "testdata/good/capture.hcl").Explain(&b); err != nil {
+		t.Fatal(err)
+	}
+	// Columns depend on the longest cell: compare with white space collapsed.
+	out := strings.Join(strings.Fields(b.String()), " ")
+	for _, want := range []string{
+		`server staging.example.com, mode capture`,
+		`listen "b" 127.0.0.1:0 implicit`,
+		`login "app"`,
+		`route capture (route "upstream" ignored: server mode is capture)`,
+		`features track_clicks, track_opens (features "all")`,
+		`may send as any sender`,
+		`api key "dev" reads mail of all logins`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Explain lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(out, "a-long-enough-tracking-secret") || strings.Contains(out, "dev-key-") {
+		t.Errorf("Explain shows a secret:\n%s", out)
+	}
+}
+
+func TestTrackingURLFallback(t *testing.T) {
+	p := loadTest(t, "testdata/good/capture.hcl")
+	if p.Tracking.PublicURL != "http://localhost:8025" {
+		t.Errorf("Tracking.PublicURL = %q, want server.http.public_url", p.Tracking.PublicURL)
+	}
+}
+
+func TestFileFunction(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("host.txt", []byte("  file.example.com\n"))
+	write("big.txt", bytes.Repeat([]byte("a"), maxFileSize+1))
+	write("binary.txt", []byte{0xff, 0xfe, 0})
+	abs := filepath.Join(dir, "host.txt")
+	for _, tc := range []struct{ expr, wantErr string }{
+		{`trimspace(file("host.txt"))`, ""},
+		{fmt.Sprintf(`trimspace(file(%q))`, abs), ""},
+		{`file("big.txt")`, "is larger than 1048576 bytes"},
+		{`file("binary.txt")`, "is not UTF-8 text"},
+		{`file("/dev/zero")`, "/dev/zero is not a regular file"},
+	} {
+		src := fmt.Sprintf("server {\n  hostname = %s\n  listen \"s\" { address = \":0\" }\n}\n", tc.expr)
+		p, err := Parse(filepath.Join(dir, "policy.hcl"), []byte(src), testOptions())
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.expr, err)
+		case tc.wantErr == "" && p.Server.Hostname != "file.example.com":
+			t.Errorf("%s: hostname %q", tc.expr, p.Server.Hostname)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: error %v, want %q", tc.expr, err, tc.wantErr)
+		case tc.wantErr != "" && strings.Count(err.Error(), "\n") != 0:
+			t.Errorf("%s: more than one diagnostic: %v", tc.expr, err)
+		}
+	}
+}
