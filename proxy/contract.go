@@ -98,3 +98,19 @@ type Config struct {
 	TLS       *tls.Config // must have a certificate or GetCertificate; MinVersion is forced to TLS 1.2
 	Limits    Limits
 }
+
+// DefaultLimits returns the limits used for every zero field of Limits.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxMessageBytes:    25 << 20,
+		MaxRecipients:      100,
+		MaxLineLength:      64 << 10,
+		MaxConnections:     1000,
+		MaxConnectionsIP:   50,
+		CommandTimeout:     5 * time.Minute,
+		DataTimeout:        10 * time.Minute,
+		MaxAuthFailures:    3,
+		AuthFailureDelay:   time.Second,
+		MaxMessagesPerConn: 1000,
+	}
+}

@@ -1,0 +1,402 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+// testCert makes an ECDSA P-256 self-signed certificate for localhost and
+// 127.0.0.1, and a client config that trusts it.
+func testCert(t testing.TB) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "localhost"},
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}}
+	client = &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	return server, client
+}
+
+// testLogin is a Login allowed to send from one domain.
+type testLogin struct {
+	name   string
+	domain string // "" allows any sender
+}
+
+func (l testLogin) Name() string { return l.name }
+
+func (l testLogin) SenderAllowed(addr string) bool {
+	return l.domain == "" || strings.HasSuffix(addr, "@"+l.domain)
+}
+
+// errAuthBackend is what the "broken" user's authentication fails with; its
+// text must never reach a client.
+var errAuthBackend = errors.New("credential store unreachable: dsn=postgres://secret@db")
+
+// testAuth is an Authenticator over a map of user to password. The user
+// "broken" gets errAuthBackend.
+type testAuth struct {
+	mu    sync.Mutex
+	users map[string]string
+	ctxOK bool // every call had a non-nil context
+	calls int
+}
+
+func newTestAuth() *testAuth {
+	return &testAuth{users: map[string]string{"alice": "secret", "bob": "hunter2"}, ctxOK: true}
+}
+
+func (a *testAuth) Authenticate(ctx context.Context, user, pass string) (Login, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls++
+	if ctx == nil || ctx.Err() != nil {
+		a.ctxOK = false
+	}
+	if user == "broken" {
+		return nil, errAuthBackend
+	}
+	if pw, ok := a.users[user]; !ok || pw != pass {
+		return nil, ErrBadCredentials
+	}
+	return testLogin{name: "login-" + user, domain: "example.com"}, nil
+}
+
+// committed is one message a testHandler accepted.
+type committed struct {
+	env  *Envelope
+	body string
+}
+
+// testHandler keeps accepted messages in memory. It reads the whole body
+// and commits only when that succeeded. Recipients steer it:
+// "temp@..." fails with a plain error, "policy@..." with an SMTPError,
+// "early@..." accepts after reading the first byte only.
+type testHandler struct {
+	mu      sync.Mutex
+	msgs    []committed
+	aborted []error // read errors seen (nothing committed)
+	n       int
+	started chan struct{} // if set, receives a value when Handle begins
+}
+
+var errHandlerStore = errors.New("store write failed: disk /var/lib/secret full")
+
+func (h *testHandler) Handle(ctx context.Context, env *Envelope, body io.Reader) (string, error) {
+	if h.started != nil {
+		h.started <- struct{}{}
+	}
+	if ctx == nil {
+		return "", errors.New("nil context")
+	}
+	for _, r := range env.Recipients {
+		if strings.HasPrefix(r, "early@") {
+			var b [1]byte
+			if _, err := io.ReadFull(body, b[:]); err != nil {
+				return "", err
+			}
+			return h.commit(env, string(b[:])), nil
+		}
+	}
+	data, err := io.ReadAll(body)
+	if err != nil {
+		h.mu.Lock()
+		h.aborted = append(h.aborted, err)
+		h.mu.Unlock()
+		return "", fmt.Errorf("test handler: %w", err)
+	}
+	for _, r := range env.Recipients {
+		switch {
+		case strings.HasPrefix(r, "temp@"):
+			return "", errHandlerStore
+		case strings.HasPrefix(r, "policy@"):
+			return "", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Rejected by policy"}
+		}
+	}
+	return h.commit(env, string(data)), nil
+}
+
+func (h *testHandler) commit(env *Envelope, body string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n++
+	h.msgs = append(h.msgs, committed{env: env, body: body})
+	return fmt.Sprintf("MSG%04d", h.n)
+}
+
+func (h *testHandler) messages() []committed {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]committed(nil), h.msgs...)
+}
+
+func (h *testHandler) abortedErrs() []error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]error(nil), h.aborted...)
+}
+
+// testServer is a running Server with a STARTTLS and an implicit TLS
+// listener (and, with proxyProtocol, the same two behind PROXY headers).
+type testServer struct {
+	*Server
+	auth      *testAuth
+	handler   *testHandler
+	clientTLS *tls.Config
+}
+
+type serverOption func(*Config)
+
+func withLimits(l Limits) serverOption { return func(c *Config) { c.Limits = l } }
+
+func withProxyListeners() serverOption {
+	return func(c *Config) {
+		c.Listeners = append(c.Listeners,
+			ListenerConfig{Name: "pp-submission", Address: "127.0.0.1:0", TLS: TLSStartTLS, ProxyProtocol: true},
+			ListenerConfig{Name: "pp-smtps", Address: "127.0.0.1:0", TLS: TLSImplicit, ProxyProtocol: true})
+	}
+}
+
+// startServer starts a server with fast test limits; it is shut down when
+// the test ends.
+func startServer(t testing.TB, log *zap.Logger, opts ...serverOption) *testServer {
+	t.Helper()
+	serverTLS, clientTLS := testCert(t)
+	cfg := Config{
+		Hostname: "mx.test",
+		Listeners: []ListenerConfig{
+			{Name: "submission", Address: "127.0.0.1:0", TLS: TLSStartTLS},
+			{Name: "smtps", Address: "127.0.0.1:0", TLS: TLSImplicit},
+		},
+		TLS: serverTLS,
+		Limits: Limits{
+			MaxMessageBytes:  64 << 10,
+			MaxRecipients:    5,
+			AuthFailureDelay: 5 * time.Millisecond,
+			CommandTimeout:   10 * time.Second,
+		},
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if log == nil {
+		log = zaptest.NewLogger(t)
+	}
+	ts := &testServer{auth: newTestAuth(), handler: &testHandler{}, clientTLS: clientTLS}
+	srv, err := New(cfg, ts.auth, ts.handler, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ts.Server = srv
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return ts
+}
+
+func (ts *testServer) addr(name string) string { return ts.Addr(name).String() }
+
+// client is a line-oriented raw SMTP client for tests.
+type client struct {
+	t    testing.TB
+	conn net.Conn
+	r    *bufio.Reader
+	last string // the last reply, lines joined with "\n"
+}
+
+const clientTimeout = 10 * time.Second
+
+// dialRaw connects without reading anything.
+func dialRaw(t testing.TB, addr string) *client {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, clientTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+}
+
+// dial connects to a STARTTLS listener and reads the banner.
+func dial(t testing.TB, addr string) *client {
+	t.Helper()
+	c := dialRaw(t, addr)
+	c.expect("220 mx.test ESMTP")
+	return c
+}
+
+// dialTLS connects to an implicit TLS listener and reads the banner.
+func dialTLS(t testing.TB, addr string, cfg *tls.Config) *client {
+	t.Helper()
+	c := dialRaw(t, addr)
+	c.upgrade(cfg)
+	c.expect("220 mx.test ESMTP")
+	return c
+}
+
+// upgrade runs a TLS handshake on the connection.
+func (c *client) upgrade(cfg *tls.Config) {
+	c.t.Helper()
+	tc := tls.Client(c.conn, cfg)
+	_ = tc.SetDeadline(time.Now().Add(clientTimeout))
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("TLS handshake: %v", err)
+	}
+	c.conn = tc
+	c.r = bufio.NewReader(tc)
+}
+
+// write sends s verbatim.
+func (c *client) write(s string) {
+	c.t.Helper()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(clientTimeout))
+	if _, err := io.WriteString(c.conn, s); err != nil {
+		c.t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+// cmd sends a command line.
+func (c *client) cmd(line string) { c.t.Helper(); c.write(line + "\r\n") }
+
+// reply reads one (possibly multi-line) reply.
+func (c *client) reply() (string, error) {
+	_ = c.conn.SetReadDeadline(time.Now().Add(clientTimeout))
+	var lines []string
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			return strings.Join(lines, "\n"), err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		lines = append(lines, line)
+		if len(line) < 4 || line[3] != '-' {
+			break
+		}
+	}
+	c.last = strings.Join(lines, "\n")
+	return c.last, nil
+}
+
+// expect reads a reply and checks that its last line starts with prefix.
+func (c *client) expect(prefix string) string {
+	c.t.Helper()
+	got, err := c.reply()
+	if err != nil {
+		c.t.Fatalf("reading reply (want %q): %v (got %q)", prefix, err, got)
+	}
+	lastLine := got[strings.LastIndexByte(got, '\n')+1:]
+	if !strings.HasPrefix(lastLine, prefix) {
+		c.t.Fatalf("reply %q, want %q", got, prefix)
+	}
+	return got
+}
+
+// do sends a command and expects a reply starting with prefix.
+func (c *client) do(line, prefix string) string {
+	c.t.Helper()
+	c.cmd(line)
+	return c.expect(prefix)
+}
+
+// expectClosed checks that the server closes the connection with nothing
+// more to say.
+func (c *client) expectClosed() {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(clientTimeout))
+	line, err := c.r.ReadString('\n')
+	if err == nil {
+		c.t.Fatalf("got %q, want the connection closed", line)
+	}
+	if isTimeout(err) {
+		c.t.Fatalf("connection still open after %v", clientTimeout)
+	}
+}
+
+// startTLS issues STARTTLS and upgrades.
+func (c *client) startTLS(cfg *tls.Config) {
+	c.t.Helper()
+	c.do("STARTTLS", "220 2.0.0")
+	c.upgrade(cfg)
+}
+
+// login runs EHLO, STARTTLS, EHLO and AUTH PLAIN as alice.
+func (c *client) login(cfg *tls.Config) {
+	c.t.Helper()
+	c.do("EHLO client.test", "250 ")
+	c.startTLS(cfg)
+	c.do("EHLO client.test", "250 ")
+	c.do("AUTH PLAIN "+plainIR("", "alice", "secret"), "235 2.0.0")
+}
+
+// plainIR is an AUTH PLAIN initial response.
+func plainIR(authzid, user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte(authzid + "\x00" + user + "\x00" + pass))
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// message is a small message body with CRLF line endings.
+func message(subject, text string) string {
+	return "From: alice@example.com\r\nTo: rcpt@example.net\r\nSubject: " + subject + "\r\n\r\n" + text + "\r\n"
+}
+
+// replyCode returns the code of a reply's last line.
+func replyCode(reply string) int {
+	last := reply[strings.LastIndexByte(reply, '\n')+1:]
+	if len(last) < 3 {
+		return 0
+	}
+	n, _ := strconv.Atoi(last[:3])
+	return n
+}
