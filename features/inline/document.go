@@ -1,0 +1,182 @@
+package inline
+
+import (
+	"bytes"
+	"strconv"
+
+	"golang.org/x/net/html"
+)
+
+// wideLimit is the number of element children of one parent, and
+// manyLimit the number of elements, beyond which selectors whose matching
+// cost grows with the number of siblings or descendants (:nth-child,
+// :nth-of-type, :has, ...) are kept in <style> instead of being evaluated,
+// so that a hostile message cannot make matching quadratic.
+const (
+	wideLimit = 1000
+	manyLimit = 20000
+)
+
+// document is the state of one Inline call.
+type document struct {
+	src   []byte
+	scan  scanResult
+	elems []elem // rendered elements in document order
+	// costly is set when the document is too wide or too large for
+	// sibling- and descendant-counting selectors.
+	costly   bool
+	sheets   []sheet
+	rules    []rule
+	tagEdits []edit
+	p        cssParser
+}
+
+// elem is one rendered element of the parse tree.
+type elem struct {
+	n   *html.Node
+	tag int // index in scan.tags, or -1 when it has no start tag of its own
+}
+
+// sheet is one processed <style> element.
+type sheet struct {
+	style int    // index in scan.styles
+	text  []byte // its raw text, a slice of the input
+}
+
+// newDocument runs the tokenizer pass over src.
+func newDocument(src []byte) *document {
+	return &document{src: src, scan: scanHTML(src)}
+}
+
+// parse parses the marked copy of the input and ties its elements to their
+// start tags.
+func (d *document) parse() error {
+	root, err := html.Parse(bytes.NewReader(d.scan.marked))
+	d.scan.marked = nil
+	if err != nil {
+		return err
+	}
+	d.elems = make([]elem, 0, len(d.scan.tags))
+	d.walk(root, false)
+	return nil
+}
+
+// walk visits the element children of n in document order. hidden is set
+// inside subtrees that are never rendered (head, template, script, ...).
+func (d *document) walk(n *html.Node, hidden bool) {
+	children := 0
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type != html.ElementNode {
+			continue
+		}
+		children++
+		tag := d.bind(c)
+		h := hidden
+		if c.Namespace == "" {
+			switch c.Data {
+			case "head", "template", "script", "style", "title", "meta", "link", "base":
+				h = true
+			}
+		}
+		if !h {
+			d.elems = append(d.elems, elem{n: c, tag: tag})
+		}
+		d.walk(c, h)
+	}
+	if children > wideLimit {
+		d.costly = true
+	}
+}
+
+// bind reads and removes the marker attribute of n and ties n to its start
+// tag. It returns the start tag's index, or -1 when n has none (an element
+// the parser created, a clone made by the adoption agency, a marker that
+// does not name a start tag of the same name).
+func (d *document) bind(n *html.Node) int {
+	for i, a := range n.Attr {
+		if a.Key != markAttr || a.Namespace != "" {
+			continue
+		}
+		n.Attr = append(n.Attr[:i], n.Attr[i+1:]...)
+		idx, err := strconv.Atoi(a.Val)
+		if err != nil || idx < 0 || idx >= len(d.scan.tags) {
+			return -1
+		}
+		t := &d.scan.tags[idx]
+		if t.node != nil || !equalFoldBytes(d.src[t.start+1:t.nameEnd], []byte(n.Data)) {
+			return -1
+		}
+		t.node = n
+		return idx
+	}
+	return -1
+}
+
+// loadSheets parses the <style> elements that take part in inlining.
+func (d *document) loadSheets() {
+	for si, s := range d.scan.styles {
+		n := d.scan.tags[s.tag].node
+		if s.revealed || n == nil || n.Namespace != "" || n.Data != "style" || !d.processable(n) {
+			continue
+		}
+		text := d.src[s.textStart:s.textEnd]
+		d.sheets = append(d.sheets, sheet{style: si, text: text})
+		d.rules = d.p.parseSheet(text, len(d.sheets)-1, d.rules)
+	}
+	if len(d.elems) > manyLimit {
+		d.costly = true
+	}
+	for i := range d.rules {
+		r := &d.rules[i]
+		r.order = i
+		if d.costly {
+			for j := range r.members {
+				if r.members[j].class == memberInline && isCostly(d.sheets[r.sheet].text[r.members[j].start:r.members[j].end]) {
+					r.members[j].class = memberKeep
+				}
+			}
+		}
+	}
+}
+
+// processable reports whether the <style> element n is one this package may
+// read and rewrite: an active CSS sheet for the screen, not opted out.
+func (d *document) processable(n *html.Node) bool {
+	for p := n.Parent; p != nil; p = p.Parent {
+		if p.Type == html.ElementNode && (p.Data == "template" || p.Namespace != "") {
+			return false
+		}
+	}
+	for _, a := range n.Attr {
+		if a.Namespace != "" {
+			continue
+		}
+		v := bytes.TrimSpace([]byte(a.Val))
+		switch a.Key {
+		case "data-embed":
+			return false
+		case "data-inline":
+			if equalFoldASCII(v, "false") {
+				return false
+			}
+		case "media":
+			if len(v) > 0 && !equalFoldASCII(v, "all") && !equalFoldASCII(v, "screen") {
+				return false
+			}
+		case "type":
+			if len(v) > 0 && !equalFoldASCII(v, "text/css") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isCostly reports whether a selector uses a pseudo-class whose matching
+// cost grows with the number of siblings or descendants.
+func isCostly(sel []byte) bool {
+	sel = bytes.ToLower(sel)
+	return bytes.Contains(sel, []byte("nth-")) || bytes.Contains(sel, []byte("-of-type")) ||
+		bytes.Contains(sel, []byte("last-")) || bytes.Contains(sel, []byte("only-")) ||
+		bytes.Contains(sel, []byte("has(")) || bytes.Contains(sel, []byte("empty"))
+}

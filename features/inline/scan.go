@@ -1,0 +1,250 @@
+package inline
+
+import (
+	"bytes"
+	"strconv"
+
+	"golang.org/x/net/html"
+)
+
+// markAttr is the attribute added to every start tag of the copy of the input
+// given to the HTML parser: its value is the index of the start tag in
+// scanResult.tags, which ties each element of the parse tree to its bytes.
+const markAttr = "x-smtpgate-i"
+
+// tagRec is one start tag of the original input.
+type tagRec struct {
+	start, end int        // the whole tag, from "<" to after ">"
+	nameEnd    int        // end of the tag name, which starts at start+1
+	node       *html.Node // the element parsed from it, if any
+}
+
+// styleRec is one <style> element as the tokenizer sees it in the input.
+type styleRec struct {
+	tag       int // index of its start tag in scanResult.tags
+	textStart int // its raw text ...
+	textEnd   int
+	end       int // end of its end tag (textEnd when there is none)
+	// revealed: inside a downlevel-revealed conditional comment
+	// (<![if !mso]> ... <![endif]> or <!--[if !mso]><!--> ... <!--<![endif]-->),
+	// a sheet meant for other clients than the ones the condition hides
+	// it from: it is left alone.
+	revealed bool
+}
+
+// scanResult is what the tokenizer pass learns about the input.
+type scanResult struct {
+	tags   []tagRec
+	styles []styleRec
+	marked []byte // the input with markAttr added to every start tag
+}
+
+// scanHTML tokenizes src once, recording the offsets of start tags and of
+// <style> elements, and builds the marked copy. Offsets come from the
+// lengths of Raw(), which partition the input; the tokenizer's own buffer is
+// never read otherwise (Text and TagName rewrite it in place).
+func scanHTML(src []byte) scanResult {
+	var r scanResult
+	r.marked = make([]byte, 0, len(src)+len(src)/6+64)
+	z := html.NewTokenizer(bytes.NewReader(src))
+	off, copied, open, revealed := 0, 0, -1, 0
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			break
+		}
+		n := len(z.Raw())
+		if open >= 0 {
+			s := &r.styles[open]
+			switch tt {
+			case html.TextToken:
+				s.textEnd, s.end = off+n, off+n
+			case html.EndTagToken:
+				s.end = off + n
+				open = -1
+			default:
+				open = -1
+			}
+		}
+		if tt == html.StartTagToken || tt == html.SelfClosingTagToken {
+			nameEnd := tagNameEnd(src, off, off+n)
+			idx := len(r.tags)
+			r.tags = append(r.tags, tagRec{start: off, end: off + n, nameEnd: nameEnd})
+			r.marked = append(r.marked, src[copied:nameEnd]...)
+			r.marked = append(r.marked, " "+markAttr+`="`...)
+			r.marked = strconv.AppendInt(r.marked, int64(idx), 10)
+			r.marked = append(r.marked, '"')
+			copied = nameEnd
+			if equalFoldASCII(src[off+1:nameEnd], "style") {
+				r.styles = append(r.styles, styleRec{tag: idx, textStart: off + n, textEnd: off + n, end: off + n, revealed: revealed > 0})
+				open = len(r.styles) - 1
+			}
+		}
+		if tt == html.CommentToken {
+			revealed = max(0, revealed+conditionalDepth(src[off:off+n]))
+		}
+		off += n
+	}
+	r.marked = append(r.marked, src[copied:]...)
+	return r
+}
+
+// conditionalDepth tells whether the comment token raw opens (+1) or closes
+// (-1) a downlevel-revealed conditional block, whose content every client
+// but the ones named in the condition renders.
+func conditionalDepth(raw []byte) int {
+	switch {
+	case hasPrefixFold(raw, "<![if"):
+		return 1
+	case hasPrefixFold(raw, "<![endif"), hasPrefixFold(raw, "<!--<![endif"):
+		return -1
+	case hasPrefixFold(raw, "<!--[if") && !bytes.Contains(raw, []byte("<![endif")):
+		return 1
+	}
+	return 0
+}
+
+// hasPrefixFold reports whether b starts with the lower-case ASCII prefix,
+// ignoring case.
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && equalFoldASCII(b[:len(prefix)], prefix)
+}
+
+// tagNameEnd returns the end of the name of the start tag src[start:end],
+// exactly as html.Tokenizer delimits it.
+func tagNameEnd(src []byte, start, end int) int {
+	for i := start + 2; i < end; i++ {
+		switch src[i] {
+		case ' ', '\n', '\r', '\t', '\f', '/', '>':
+			return i
+		}
+	}
+	return end
+}
+
+// rawAttr is the position of one attribute inside a start tag.
+type rawAttr struct {
+	keyStart, keyEnd int
+	valStart, valEnd int // the value, without quotes
+	end              int // where the attribute ends (after a closing quote)
+	dup              bool
+}
+
+// scanAttrs lists the attributes of the start tag src[start:end] whose name
+// ends at nameEnd. It mirrors html.Tokenizer.readTag byte for byte, so that
+// the attribute found here is the one the parser saw; dup marks the repeated
+// names the tokenizer drops.
+func scanAttrs(src []byte, start, end, nameEnd int, out []rawAttr) []rawAttr {
+	s := src[:end]
+	i := nameEnd
+	if i < end && isHTMLSpace(s[i]) {
+		i++ // the tokenizer consumed the space that ended the name
+	}
+	i = skipHTMLSpace(s, i)
+	first := len(out)
+	for i < end && s[i] != '>' {
+		a := rawAttr{keyStart: i}
+		// readTagAttrKey
+		for i < end {
+			c := s[i]
+			if c == '=' && i == a.keyStart {
+				i++
+				continue
+			}
+			if c == '=' || isHTMLSpace(c) || c == '/' || c == '>' {
+				break
+			}
+			i++
+		}
+		a.keyEnd = i
+		a.valStart, a.valEnd, a.end = i, i, i
+		// readTagAttrVal
+		j := skipHTMLSpace(s, i)
+		switch {
+		case j >= end:
+			i = j
+		case s[j] == '/':
+			i = j + 1
+		case s[j] != '=':
+			i = j
+		default:
+			j = skipHTMLSpace(s, j+1)
+			switch {
+			case j >= end:
+				i, a.end = j, j
+			case s[j] == '>':
+				i, a.end = j, j
+			case s[j] == '"' || s[j] == '\'':
+				q := s[j]
+				a.valStart = j + 1
+				k := a.valStart
+				for k < end && s[k] != q {
+					k++
+				}
+				a.valEnd = k
+				if k < end {
+					k++
+				}
+				i, a.end = k, k
+			default:
+				a.valStart = j
+				k := j + 1
+				for k < end && !isHTMLSpace(s[k]) && s[k] != '>' {
+					k++
+				}
+				a.valEnd, a.end = k, k
+				i = k
+				if k < end && s[k] != '>' {
+					i++ // the space that ended the value
+				}
+			}
+		}
+		if a.keyStart == a.keyEnd {
+			a.dup = true // an empty name is dropped by the tokenizer
+		} else {
+			for _, b := range out[first:] {
+				if !b.dup && equalFoldBytes(s[b.keyStart:b.keyEnd], s[a.keyStart:a.keyEnd]) {
+					a.dup = true
+					break
+				}
+			}
+		}
+		out = append(out, a)
+		i = skipHTMLSpace(s, i)
+	}
+	return out
+}
+
+// isHTMLSpace reports whether c is HTML white space as the tokenizer sees it.
+func isHTMLSpace(c byte) bool {
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\f'
+}
+
+// skipHTMLSpace returns the index of the first byte at or after i in s that
+// is not HTML white space.
+func skipHTMLSpace(s []byte, i int) int {
+	for i < len(s) && isHTMLSpace(s[i]) {
+		i++
+	}
+	return i
+}
+
+// equalFoldBytes compares two byte strings ignoring ASCII case.
+func equalFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
