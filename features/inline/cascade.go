@@ -11,10 +11,10 @@ import (
 
 // Cascade levels, lowest first.
 const (
-	levelSheet          uint8 = iota // a style sheet declaration
-	levelInline                      // the element's style attribute
-	levelSheetImportant              // a style sheet !important
-	levelInlineImportant             // a style attribute !important
+	levelSheet           uint8 = iota // a style sheet declaration
+	levelInline                       // the element's style attribute
+	levelSheetImportant               // a style sheet !important
+	levelInlineImportant              // a style attribute !important
 )
 
 // inlineOrder is the source order given to style attribute declarations:

@@ -59,7 +59,7 @@ type rule struct {
 	// nested: the block holds nested rules or at-rules. Its own
 	// declarations are inlined, but the rule stays as written.
 	nested bool
-	order    int // position in the document's cascade order
+	order  int // position in the document's cascade order
 }
 
 // decl is one valid declaration.
