@@ -184,7 +184,6 @@ func Apply(h *textproto.Header, cfg Config, base features.Set, overridable []str
 		if d == nil {
 			continue
 		}
-		d.idx = len(ds)
 		d.header = rawName(f)
 		d.value = f.Value()
 		d.parse(d)
@@ -205,7 +204,6 @@ func Apply(h *textproto.Header, cfg Config, base features.Set, overridable []str
 
 // directive is one stripped header on its way to a Record.
 type directive struct {
-	idx    int    // position among the stripped headers
 	header string // name as written
 	value  string // unfolded value
 	name   string // Record.Directive

@@ -207,11 +207,14 @@ func TestGolden(t *testing.T) {
 				t.Errorf("caps exceeded: %d tags, %d metadata keys", len(res.Tags), len(res.Metadata))
 			}
 
-			gotJSON, err := json.MarshalIndent(got, "", "  ")
-			if err != nil {
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(false)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(got); err != nil {
 				t.Fatal(err)
 			}
-			gotJSON = append(gotJSON, '\n')
+			gotJSON := buf.Bytes()
 			goldenPath := filepath.Join("testdata", name+".golden.json")
 			if *update {
 				if err := os.WriteFile(goldenPath, gotJSON, 0o644); err != nil {
