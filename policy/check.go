@@ -32,11 +32,8 @@ const (
 	defaultDataTimeout         = 10 * time.Minute
 )
 
-// Lower bounds of secrets, in bytes.
-const (
-	minSecretLen = 16
-	minAPIKeyLen = 16
-)
+// minSecretLen is the length, in bytes, below which a secret or key gets a warning.
+const minSecretLen = 16
 
 // maxMessageSizeLimit is the largest max_message_size accepted.
 const maxMessageSizeLimit = 1 << 30
@@ -68,7 +65,7 @@ func parse(filename string, src []byte, lookupEnv func(string) (string, bool)) (
 	if c.diags.HasErrors() {
 		return nil, c.diags, parser.Files()
 	}
-	p.filename = filename
+	p.Warnings = c.diags
 	return p, c.diags, parser.Files()
 }
 
@@ -105,6 +102,30 @@ func (c *checker) errorf(rng hcl.Range, summary, format string, args ...any) {
 		Detail:   fmt.Sprintf(format, args...),
 		Subject:  &r,
 	})
+}
+
+// warnf adds a warning diagnostic at rng.
+func (c *checker) warnf(rng hcl.Range, summary, format string, args ...any) {
+	r := rng
+	c.diags = append(c.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagWarning,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  &r,
+	})
+}
+
+// secret checks a secret or key: empty is an error, short a warning. It
+// reports whether the secret is usable.
+func (c *checker) secret(v string, rng hcl.Range, what string) bool {
+	switch {
+	case v == "":
+		c.errorf(rng, "Empty secret", "%s and must not be empty.", what)
+		return false
+	case len(v) < minSecretLen:
+		c.warnf(rng, "Short secret", "%s and should be at least %d bytes; this one has %d.", what, minSecretLen, len(v))
+	}
+	return true
 }
 
 // present reports whether an attribute was in the file (its range is set).
@@ -194,39 +215,38 @@ func (c *checker) policy(raw *rawFile) *Policy {
 	c.server(&raw.Server, &p.Server)
 	c.directives(raw.Directives, &p.Directives)
 	c.tracking(raw.Tracking, &p.Tracking, p.Server.HTTP.PublicURL)
-	featSeen := map[string]hcl.Range{}
+	// Each kind of labelled block has its own name space; these remember
+	// where each name was first defined.
+	featureNames, relayNames := map[string]hcl.Range{}, map[string]hcl.Range{}
+	loginNames, dkimNames, hookNames := map[string]hcl.Range{}, map[string]hcl.Range{}, map[string]hcl.Range{}
 	for i := range raw.Features {
-		c.featureSet(&raw.Features[i], p.Features, featSeen)
+		c.featureSet(&raw.Features[i], p.Features, featureNames)
 	}
-	relayRanges := map[string]hcl.Range{}
 	for i := range raw.Relays {
-		c.relay(&raw.Relays[i], p.Relays, relayRanges)
+		c.relay(&raw.Relays[i], p.Relays, relayNames)
 	}
-	seen := map[string]hcl.Range{}
 	for i := range raw.Credentials {
-		c.credential(&raw.Credentials[i], p, raw.Tracking, seen)
+		c.credential(&raw.Credentials[i], p, raw.Tracking, loginNames)
 	}
 	c.apiKeys(raw.APIKeys, p)
-	dkimSeen := map[string]hcl.Range{}
 	for i := range raw.DKIM {
-		c.dkim(&raw.DKIM[i], p.DKIM, dkimSeen)
+		c.dkim(&raw.DKIM[i], p.DKIM, dkimNames)
 	}
-	hookSeen := map[string]hcl.Range{}
 	for i := range raw.Webhooks {
-		c.webhook(&raw.Webhooks[i], p.Webhooks, hookSeen)
+		c.webhook(&raw.Webhooks[i], p.Webhooks, hookNames)
 	}
 
+	// Unknown users are verified against a hash of the same kind and cost as
+	// a real credential's.
 	p.dummy = defaultDummy()
 	if names := p.loginNames(); len(names) > 0 {
 		if h := p.Credentials[names[0]].hash; h != nil {
 			p.dummy = h.dummy()
 		}
 	}
-	var key [32]byte
-	if _, err := rand.Read(key[:]); err != nil {
-		c.errorf(hcl.Range{Filename: raw.Server.DefRange.Filename}, "Internal error", "reading random bytes: %v", err)
-	}
-	p.auth = newAuthCache(key[:], authCacheSize, authCacheTTL)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // never fails: crypto/rand crashes the program instead
+	p.auth = newAuthCache(key, authCacheSize, authCacheTTL)
 	return p
 }
 
@@ -351,6 +371,9 @@ func (c *checker) listeners(raw *rawServer, s *Server) {
 	for _, l := range raw.Listeners {
 		if c.duplicate(names, "listener", l.Name, l.NameRange) {
 			continue
+		}
+		if l.Name == "" {
+			c.errorf(l.NameRange, "Invalid listener name", "A listener needs a name, such as \"submission\".")
 		}
 		lst := Listener{Name: l.Name, Address: l.Address, ProxyProtocol: l.ProxyProtocol}
 		lst.TLS = c.oneOf(l.TLS, l.TLSRange, "tls", TLSStartTLS, TLSStartTLS, TLSImplicit)
@@ -576,12 +599,8 @@ func (c *checker) tracking(raw *rawTracking, t *Tracking, httpURL string) {
 	if raw == nil {
 		return
 	}
-	if c.ok(raw.SecretRange) {
-		if len(raw.Secret) < minSecretLen {
-			c.errorf(raw.SecretRange, "Secret too short", "tracking.secret signs tracking links and must be at least %d bytes; it has %d.", minSecretLen, len(raw.Secret))
-		} else {
-			t.Secret = raw.Secret
-		}
+	if c.ok(raw.SecretRange) && c.secret(raw.Secret, raw.SecretRange, "tracking.secret signs tracking links") {
+		t.Secret = raw.Secret
 	}
 	if c.ok(raw.PublicURLRange) {
 		t.PublicURL = c.publicURL(raw.PublicURL, raw.PublicURLRange)
@@ -727,19 +746,11 @@ func (c *checker) credential(raw *rawCredential, p *Policy, tracking *rawTrackin
 	p.Credentials[raw.Label] = cr
 }
 
-// trackingNeeds checks that what the credential's tracking features need is
-// in the tracking block: a secret, a public URL, a bounce domain. A feature
-// counts when it is on, or when a header may turn it on (overridable).
+// trackingNeeds checks that the tracking block has what the credential's
+// tracking features need. A feature that is on needs the secret, and the
+// public URL (clicks, text links, opens) or the bounce domain (bounces). A
+// feature that only a header may turn on (overridable) needs the secret.
 func (c *checker) trackingNeeds(raw *rawCredential, cr *Credential, overRngs []hcl.Range, p *Policy, tracking *rawTracking) {
-	where := func(name string) (hcl.Range, string, bool) {
-		if on, _ := cr.Features.Get(name); on {
-			return raw.FeaturesRange, fmt.Sprintf("features %q turns on %s", cr.FeaturesName, name), true
-		}
-		if i := slices.Index(cr.Overridable, name); i >= 0 {
-			return overRngs[i], fmt.Sprintf("a header may turn on %s", name), true
-		}
-		return hcl.Range{}, "", false
-	}
 	missing := func(attr string) string {
 		if tracking == nil {
 			return "there is no tracking block"
@@ -747,13 +758,21 @@ func (c *checker) trackingNeeds(raw *rawCredential, cr *Credential, overRngs []h
 		return "the tracking block has no valid " + attr
 	}
 	for _, name := range trackingNames {
-		rng, why, ok := where(name)
-		if !ok {
+		on, _ := cr.Features.Get(name)
+		i := slices.Index(cr.Overridable, name)
+		if !on && i < 0 {
 			continue
+		}
+		rng, why := raw.FeaturesRange, fmt.Sprintf("features %q turns on %s", cr.FeaturesName, name)
+		if !on {
+			rng, why = overRngs[i], "a header may turn on "+name
 		}
 		if p.Tracking.Secret == "" && (tracking == nil || !present(tracking.SecretRange)) {
 			c.errorf(rng, "Missing tracking secret", "Credential %q: %s, which needs tracking.secret, but %s.", cr.Label, why, missing("secret"))
 			return
+		}
+		if !on {
+			continue // a feature only a header turns on needs no more than the secret
 		}
 		if name != features.TrackBounces && p.Tracking.PublicURL == "" && (tracking == nil || !present(tracking.PublicURLRange)) {
 			c.errorf(rng, "Missing tracking public_url", "Credential %q: %s, which needs tracking.public_url (or server.http.public_url) for its links.", cr.Label, why)
@@ -788,9 +807,7 @@ func (c *checker) apiKeys(raws []rawAPIKey, p *Policy) {
 		}
 		k := APIKey{Name: raw.Name}
 		if c.ok(raw.KeyRange) {
-			if len(raw.Key) < minAPIKeyLen {
-				c.errorf(raw.KeyRange, "Key too short", "An API key must be at least %d bytes; this one has %d.", minAPIKeyLen, len(raw.Key))
-			}
+			c.secret(raw.Key, raw.KeyRange, "An API key gives access to captured mail")
 			k.sum = sha256.Sum256([]byte(raw.Key))
 			if first, dup := sums[k.sum]; dup {
 				c.errorf(raw.KeyRange, "Duplicate key", "api_key %q has the same key as the one at %s.", raw.Name, posString(first))
@@ -845,8 +862,8 @@ func (c *checker) webhook(raw *rawWebhook, hooks map[string]*Webhook, seen map[s
 			c.errorf(raw.URLRange, "Invalid url", "%q is not an absolute http or https URL.", raw.URL)
 		}
 	}
-	if c.ok(raw.SecretRange) && len(raw.Secret) < minSecretLen {
-		c.errorf(raw.SecretRange, "Secret too short", "A webhook secret signs its events and must be at least %d bytes; it has %d.", minSecretLen, len(raw.Secret))
+	if c.ok(raw.SecretRange) {
+		c.secret(raw.Secret, raw.SecretRange, "A webhook secret signs its events")
 	}
 	vals, rngs, state := c.strings(raw.Events)
 	if state == listOK && len(vals) == 0 {

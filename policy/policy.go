@@ -89,8 +89,10 @@ type Policy struct {
 	Relays   map[string]*Relay
 	DKIM     map[string]*DKIM
 	Webhooks map[string]*Webhook
+	// Warnings are the diagnostics of things that work but should be
+	// fixed, such as a short secret; each formats as file:line:col.
+	Warnings hcl.Diagnostics
 
-	filename string
 	auth     *authCache
 	dummy    *parsedHash  // verified for unknown users
 	verified atomic.Int64 // real hash verifications, for tests

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/smtpgate/smtpgate/features"
 )
 
@@ -53,6 +55,31 @@ func TestGood(t *testing.T) {
 			}
 			if p.Server.Hostname == "" || p.Server.MaxMessageSize <= 0 || p.Server.MaxRecipients <= 0 {
 				t.Errorf("defaults not filled in: %+v", p.Server)
+			}
+			// Warnings are compared with NAME.warn, which exists only if there are some.
+			var got strings.Builder
+			for _, d := range p.Warnings {
+				if d.Severity != hcl.DiagWarning || d.Subject == nil {
+					t.Errorf("not a warning with a position: %s", formatDiag(d))
+				}
+				got.WriteString(formatDiag(d) + "\n")
+			}
+			golden := strings.TrimSuffix(f, ".hcl") + ".warn"
+			if update() {
+				os.Remove(golden)
+				if got.Len() > 0 {
+					if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				t.Fatal(err)
+			}
+			if got.String() != string(want) {
+				t.Errorf("warnings of %s:\n--- got\n%s--- want\n%s", f, got.String(), want)
 			}
 		})
 	}
