@@ -334,8 +334,9 @@ type apiAddress struct {
 	Name    string `json:"name"`
 }
 
-// get performs an API request with key and returns the status and body.
-func (in *instance) get(t testing.TB, key, path string) (int, []byte) {
+// get performs an API request with key and returns the status, the headers
+// and the body.
+func (in *instance) get(t testing.TB, key, path string) (int, http.Header, []byte) {
 	t.Helper()
 	if in.addrs.HTTP == "" {
 		t.Fatalf("smtpgate has no HTTP listener: %+v", in.addrs)
@@ -356,22 +357,35 @@ func (in *instance) get(t testing.TB, key, path string) (int, []byte) {
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
-	return resp.StatusCode, body
+	return resp.StatusCode, resp.Header, body
 }
 
-// inbox lists the messages of email.
+var nextLinkRE = regexp.MustCompile(`<([^>]+)>;\s*rel="next"`)
+
+// inbox lists every message of email, following the Link: rel="next" pages.
 func (in *instance) inbox(t testing.TB, key, email string) []apiMessage {
 	t.Helper()
-	path := "/api/addresses/" + url.PathEscape(email) + "/messages"
-	status, body := in.get(t, key, path)
-	if status != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", path, status, body)
+	var all []apiMessage
+	path := "/api/addresses/" + url.PathEscape(email) + "/messages?limit=1000"
+	for page := 0; path != ""; page++ {
+		if page > 1000 {
+			t.Fatalf("inbox %s: more than 1000 pages", email)
+		}
+		status, hdr, body := in.get(t, key, path)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, status, body)
+		}
+		var msgs []apiMessage
+		if err := json.Unmarshal(body, &msgs); err != nil {
+			t.Fatalf("GET %s: %v: %s", path, err, body)
+		}
+		all = append(all, msgs...)
+		path = ""
+		if m := nextLinkRE.FindStringSubmatch(hdr.Get("Link")); m != nil {
+			path = m[1]
+		}
 	}
-	var msgs []apiMessage
-	if err := json.Unmarshal(body, &msgs); err != nil {
-		t.Fatalf("GET %s: %v: %s", path, err, body)
-	}
-	return msgs
+	return all
 }
 
 // waitInbox polls the inbox of email until it holds at least n messages.
@@ -394,7 +408,7 @@ func (in *instance) waitInbox(t testing.TB, key, email string, n int) []apiMessa
 func (in *instance) raw(t testing.TB, key, email, id string) []byte {
 	t.Helper()
 	path := "/api/raw/" + url.PathEscape(email) + "/" + url.PathEscape(id)
-	status, body := in.get(t, key, path)
+	status, _, body := in.get(t, key, path)
 	if status != http.StatusOK {
 		t.Fatalf("GET %s: %d %s", path, status, body)
 	}
