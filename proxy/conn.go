@@ -130,9 +130,9 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 // Close implements net.Conn. The first call releases the limiter slot and
 // logs the session.
 func (c *conn) Close() error {
-	err := c.Conn.Close()
 	c.closeOnce.Do(func() {
-		c.dead.Store(true)
+		// Released before the socket closes: a client that sees the close
+		// may connect again at once.
 		c.srv.release(c)
 		reason := c.reason
 		if reason == "" {
@@ -147,7 +147,7 @@ func (c *conn) Close() error {
 			zap.String("result", reason),
 			zap.Duration("duration", time.Since(c.opened)))
 	})
-	return err
+	return c.Conn.Close()
 }
 
 // RemoteAddr implements net.Conn: the client's address, from the PROXY

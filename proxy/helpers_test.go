@@ -87,7 +87,7 @@ type testAuth struct {
 }
 
 func newTestAuth() *testAuth {
-	return &testAuth{users: map[string]string{"alice": "secret", "bob": "hunter2"}, ctxOK: true}
+	return &testAuth{users: map[string]string{"alice": "secret", "carol": "S3cr3t-P4ss!"}, ctxOK: true}
 }
 
 func (a *testAuth) Authenticate(ctx context.Context, user, pass string) (Login, error) {
@@ -121,17 +121,30 @@ type testHandler struct {
 	msgs    []committed
 	aborted []error // read errors seen (nothing committed)
 	n       int
-	started chan struct{} // if set, receives a value when Handle begins
+
+	results chan error    // if set, gets what each Handle call returns
+	hold    chan struct{} // if set, Handle waits for it (or ctx) after reading
 }
 
 var errHandlerStore = errors.New("store write failed: disk /var/lib/secret full")
 
-func (h *testHandler) Handle(ctx context.Context, env *Envelope, body io.Reader) (string, error) {
-	if h.started != nil {
-		h.started <- struct{}{}
+func (h *testHandler) Handle(ctx context.Context, env *Envelope, body io.Reader) (id string, err error) {
+	if h.results != nil {
+		defer func() { h.results <- err }()
 	}
 	if ctx == nil {
 		return "", errors.New("nil context")
+	}
+	if h.hold != nil {
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return "", err
+		}
+		select {
+		case <-h.hold:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		return h.commit(env, ""), nil
 	}
 	for _, r := range env.Recipients {
 		if strings.HasPrefix(r, "early@") {
