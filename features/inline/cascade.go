@@ -287,7 +287,9 @@ func (d *document) styleAttrEdit(st *cascadeState, ti int) edit {
 		// as part of no attribute, and never inside an unquoted value.
 		for i := len(st.attrs) - 1; i >= 0; i-- {
 			if a := st.attrs[i]; a.keyStart != a.keyEnd {
-				ed.start, ed.end = a.end, a.end
+				if !a.dangling {
+					ed.start, ed.end = a.end, a.end
+				}
 				break
 			}
 		}

@@ -175,8 +175,13 @@ func (p *cssParser) parseSheet(src []byte, sheet int, rules []rule) []rule {
 		for pe > i && isTrivia(t[pe-1].tt) {
 			pe--
 		}
-		r.preludeStart, r.preludeEnd = t[i].start, t[pe-1].end
-		r.members = splitMembers(src, t[i:pe])
+		if pe > i {
+			r.preludeStart, r.preludeEnd = t[i].start, t[pe-1].end
+			r.members = splitMembers(src, t[i:pe])
+		} else { // "{...}" with no selector: dropped by browsers
+			r.preludeStart, r.preludeEnd = t[i].start, t[i].start
+			r.members = []member{{class: memberInvalid}}
+		}
 		blockEnd := end
 		if closed {
 			blockEnd = end - 1
@@ -395,11 +400,18 @@ func newMember(src []byte, t []tok) member {
 	return m
 }
 
-// lowerString returns b in ASCII lower case as a string.
+// lowerString returns b with ASCII letters in lower case, as a string;
+// other bytes, valid UTF-8 or not, are kept.
 func lowerString(b []byte) string {
-	for _, c := range b {
+	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
-			return string(bytes.ToLower(b))
+			l := bytes.Clone(b)
+			for j := i; j < len(l); j++ {
+				if c := l[j]; 'A' <= c && c <= 'Z' {
+					l[j] = c + 'a' - 'A'
+				}
+			}
+			return string(l)
 		}
 	}
 	return string(b)

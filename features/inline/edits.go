@@ -87,11 +87,14 @@ func (d *document) styleEdits(keep bool) []edit {
 		}
 		out = append(out, text[pos:]...)
 		s := d.scan.styles[sh.style]
-		if kept || keep {
+		start := d.scan.tags[s.tag].start
+		if kept || keep || start > 0 && (d.src[start-1] == '<' || d.src[start-1] == '&') {
+			// Removing the element would join a "<" or "&" before it
+			// with the bytes after it into a tag or a character reference.
 			edits = append(edits, edit{start: s.textStart, end: s.textEnd, text: out})
 			continue
 		}
-		a, b := lineSpan(d.src, d.scan.tags[s.tag].start, s.end)
+		a, b := lineSpan(d.src, start, s.end)
 		edits = append(edits, edit{start: a, end: b})
 	}
 	return edits

@@ -128,6 +128,9 @@ type rawAttr struct {
 	valStart, valEnd int // the value, without quotes
 	end              int // where the attribute ends (after a closing quote)
 	dup              bool
+	// dangling: "name=" with nothing after the "=" but white space and
+	// ">": an attribute written after it would become its value.
+	dangling bool
 }
 
 // scanAttrs lists the attributes of the start tag src[start:end] whose name
@@ -170,10 +173,8 @@ func scanAttrs(src []byte, start, end, nameEnd int, out []rawAttr) []rawAttr {
 		default:
 			j = skipHTMLSpace(s, j+1)
 			switch {
-			case j >= end:
-				i, a.end = j, j
-			case s[j] == '>':
-				i, a.end = j, j
+			case j >= end, s[j] == '>':
+				i, a.end, a.dangling = j, j, true
 			case s[j] == '"' || s[j] == '\'':
 				q := s[j]
 				a.valStart = j + 1

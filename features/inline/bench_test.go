@@ -1,0 +1,32 @@
+package inline
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func benchmarkFile(b *testing.B, name string) {
+	in, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	il := New(Options{})
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := il.Inline(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInline3KB inlines a 2.8 KB newsletter (MSO conditionals, VML,
+// @media, :hover).
+func BenchmarkInline3KB(b *testing.B) { benchmarkFile(b, "newsletter.html") }
+
+// BenchmarkInline40KB inlines a 40 KB newsletter with 52 articles.
+func BenchmarkInline40KB(b *testing.B) { benchmarkFile(b, "newsletter_40kb.html") }
+
+// BenchmarkInlineNoStyle is the quick exit for a message without <style>.
+func BenchmarkInlineNoStyle(b *testing.B) { benchmarkFile(b, "no_style.html") }
