@@ -6,10 +6,13 @@
 // mistake in the file is reported as a diagnostic with file:line:col. A reload
 // builds a new Policy. After loading, a Policy does no I/O.
 //
-// Relative paths in the file (file("..."), tls, data_dir, store.path,
-// dkim.key_file) are relative to the directory of the policy file. Sizes are
-// strings with a unit of B, KB, MB or GB, where 1 KB is 1024 bytes, or a plain
-// number of bytes; durations are Go durations such as "90s" or "5m".
+// Expressions may call env("NAME") (an error if NAME is unset), file("path")
+// and trimspace(s). Relative paths in the file (file("..."), tls, data_dir,
+// store.path, dkim.key_file) are relative to the directory of the policy file.
+// Sizes are strings with a unit of B, KB, MB or GB, where 1 KB is 1024 bytes,
+// or a plain number of bytes; durations are Go durations such as "90s" or "5m".
+// Things that work but should be fixed, such as a secret shorter than 16
+// bytes, are warnings (Policy.Warnings), not errors.
 package policy
 
 import (
@@ -25,6 +28,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/smtpgate/smtpgate/features"
+	"github.com/smtpgate/smtpgate/store"
 )
 
 // Values of server.mode.
@@ -34,7 +38,7 @@ const (
 )
 
 // RouteCapture is the route of a message that is stored, never delivered.
-const RouteCapture = "capture"
+const RouteCapture = store.RouteCapture
 
 // Values of a listener's tls and a relay's tls.
 const (
@@ -73,8 +77,8 @@ type Options struct {
 	LookupEnv func(string) (string, bool)
 }
 
-// Policy is a loaded, checked policy file. It is immutable, and safe for
-// concurrent use.
+// Policy is a loaded, checked policy file. It is safe for concurrent use;
+// callers must not modify it.
 type Policy struct {
 	Server     Server
 	Directives Directives
@@ -156,7 +160,10 @@ type Directives struct {
 	OnError  string   // OnErrorIgnore (default) or OnErrorReject
 }
 
-// Tracking configures click, open and bounce tracking.
+// Tracking configures click, open and bounce tracking. A credential whose
+// features turn on a tracking feature needs Secret, and PublicURL (clicks,
+// opens) or BounceDomain (bounces); one that may only turn it on with a
+// header needs Secret.
 type Tracking struct {
 	Secret       string // HMAC key of tracking tokens
 	PublicURL    string // base of tracking links; default server.http.public_url
@@ -172,7 +179,7 @@ type Credential struct {
 	// Overridable are the feature names a header directive may flip, with
 	// "*" expanded to features.AllNames.
 	Overridable []string
-	// AllowFrom are sender patterns; nil means any sender.
+	// AllowFrom are the sender patterns, in lower case; nil means any sender.
 	AllowFrom []string
 	Route     string // RouteCapture (default) or a relay name
 
@@ -203,7 +210,7 @@ type DKIM struct {
 	Domain    string // lower case
 	Selector  string
 	Algorithm string // "rsa" (default) or "ed25519"
-	KeyFile   string // relative to the policy file
+	KeyFile   string // resolved against the policy file's directory
 }
 
 // Webhook is an endpoint that receives signed events.
