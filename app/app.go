@@ -1,0 +1,333 @@
+// Package app assembles a running smtpgate from a policy: the store, the SMTP
+// front door, the gateway and the HTTP server, with reload on SIGHUP and
+// graceful shutdown. cmd/smtpgate is a thin CLI over it, and end-to-end tests
+// start it in-process.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/smtpgate/smtpgate/certs"
+	"github.com/smtpgate/smtpgate/gateway"
+	"github.com/smtpgate/smtpgate/policy"
+	"github.com/smtpgate/smtpgate/proxy"
+	"github.com/smtpgate/smtpgate/store"
+	"github.com/smtpgate/smtpgate/store/sqlite"
+	"github.com/smtpgate/smtpgate/web"
+)
+
+// Options say what to run.
+type Options struct {
+	// PolicyPath is the policy file; "" runs the embedded dev policy.
+	PolicyPath string
+	// DataDir is the dev policy's data directory (default "./data").
+	DataDir string
+	// Dev are the dev policy's addresses (default DefaultDevAddrs).
+	Dev *DevAddrs
+	// LookupEnv resolves env() in the policy file (default os.LookupEnv).
+	LookupEnv func(string) (string, bool)
+	Log       *zap.Logger
+}
+
+// App is a running smtpgate.
+type App struct {
+	opts   Options
+	log    *zap.Logger
+	pol    atomic.Pointer[policy.Policy]
+	dev    *DevSecrets
+	cert   *certs.Holder
+	store  store.Store
+	proxy  *proxy.Server
+	web    *web.Server
+	http   *http.Server
+	httpLn net.Listener
+}
+
+// New loads the policy and opens the store; nothing listens yet.
+func New(ctx context.Context, opts Options) (*App, error) {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	a := &App{opts: opts, log: opts.Log}
+	pol, err := a.loadPolicy()
+	if err != nil {
+		return nil, err
+	}
+	a.pol.Store(pol)
+	cert, err := a.loadCert(pol)
+	if err != nil {
+		return nil, err
+	}
+	a.cert = certs.NewHolder(cert)
+
+	st, err := openStore(ctx, pol, a.log)
+	if err != nil {
+		return nil, err
+	}
+	a.store = st
+
+	px, err := proxy.New(proxyConfig(pol, a.cert), authenticator{a}, gateway.New(pol.Server.Hostname, a, st, nil, a.log.Named("gateway")), a.log.Named("smtp"))
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	a.proxy = px
+	a.web = web.New(web.Config{}, st, keyResolver{a}, a.log.Named("http"))
+	return a, nil
+}
+
+// Policy returns the policy in force (gateway.PolicySource).
+func (a *App) Policy() *policy.Policy { return a.pol.Load() }
+
+// Store returns the app's store (for tests and tools).
+func (a *App) Store() store.Store { return a.store }
+
+// DevSecrets returns the dev login's secrets, or nil when a policy file is used.
+func (a *App) DevSecrets() *DevSecrets { return a.dev }
+
+func (a *App) loadPolicy() (*policy.Policy, error) {
+	if a.opts.PolicyPath != "" {
+		pol, err := policy.Load(a.opts.PolicyPath, policy.Options{LookupEnv: a.opts.LookupEnv})
+		if err != nil {
+			return nil, err
+		}
+		return pol, nil
+	}
+	dataDir := a.opts.DataDir
+	if dataDir == "" {
+		dataDir = "data"
+	}
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	if a.dev == nil {
+		s, err := loadDevSecrets(dataDir)
+		if err != nil {
+			return nil, err
+		}
+		a.dev = s
+	}
+	addrs := DefaultDevAddrs
+	if a.opts.Dev != nil {
+		addrs = *a.opts.Dev
+	}
+	return policy.Parse("<embedded dev policy>", devPolicy, policy.Options{LookupEnv: devEnv(dataDir, addrs, a.dev)})
+}
+
+func (a *App) loadCert(pol *policy.Policy) (*tls.Certificate, error) {
+	if t := pol.Server.TLS; t != nil {
+		return certs.Load(t.CertFile, t.KeyFile)
+	}
+	return certs.SelfSigned(filepath.Join(pol.Server.DataDir, "tls"), pol.Server.Hostname)
+}
+
+func openStore(ctx context.Context, pol *policy.Policy, log *zap.Logger) (store.Store, error) {
+	switch pol.Server.Store.Driver {
+	case "", "sqlite":
+		path := pol.Server.Store.Path
+		if path == "" {
+			path = pol.Server.DataDir
+		}
+		db, err := sqlite.Open(ctx, path, log.Named("store"))
+		if err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+		return db, nil
+	}
+	return nil, fmt.Errorf("app: store driver %q is not available in this build", pol.Server.Store.Driver)
+}
+
+func proxyConfig(pol *policy.Policy, cert *certs.Holder) proxy.Config {
+	s := pol.Server
+	cfg := proxy.Config{
+		Hostname: s.Hostname,
+		TLS:      cert.ServerConfig(),
+		Limits: proxy.Limits{
+			MaxMessageBytes:  s.MaxMessageSize,
+			MaxRecipients:    s.MaxRecipients,
+			MaxConnections:   s.Limits.MaxConnections,
+			MaxConnectionsIP: s.Limits.MaxConnectionsPerIP,
+			CommandTimeout:   s.Limits.CommandTimeout,
+			DataTimeout:      s.Limits.DataTimeout,
+			MaxAuthFailures:  s.Limits.MaxAuthFailures,
+		},
+	}
+	for _, l := range s.Listeners {
+		cfg.Listeners = append(cfg.Listeners, proxy.ListenerConfig{
+			Name: l.Name, Address: l.Address, TLS: proxy.TLSMode(l.TLS), ProxyProtocol: l.ProxyProtocol,
+		})
+	}
+	return cfg
+}
+
+// Start opens every listener.
+func (a *App) Start(ctx context.Context) error {
+	if err := a.proxy.Start(ctx); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	if addr := a.Policy().Server.HTTP.Address; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			a.proxy.Shutdown(ctx)
+			return fmt.Errorf("app: http listener: %w", err)
+		}
+		a.httpLn = ln
+		a.http = &http.Server{
+			Handler:           a.web,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          zap.NewStdLog(a.log.Named("http")),
+		}
+		go func() {
+			if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("http server stopped", zap.Error(err))
+			}
+		}()
+	}
+	return nil
+}
+
+// SMTPAddr returns the bound address of an SMTP listener.
+func (a *App) SMTPAddr(listener string) net.Addr { return a.proxy.Addr(listener) }
+
+// HTTPAddr returns the bound HTTP address, or nil when there is none.
+func (a *App) HTTPAddr() net.Addr {
+	if a.httpLn == nil {
+		return nil
+	}
+	return a.httpLn.Addr()
+}
+
+// Reload re-reads the policy (and the certificate). A policy with errors is
+// refused and the one in force stays. Listener and store changes need a
+// restart; open connections are never dropped.
+func (a *App) Reload() error {
+	pol, err := a.loadPolicy()
+	if err != nil {
+		a.log.Error("policy reload refused; keeping the policy in force", zap.Error(err))
+		return err
+	}
+	cert, err := a.loadCert(pol)
+	if err != nil {
+		a.log.Error("policy reload refused: certificate", zap.Error(err))
+		return err
+	}
+	a.cert.Set(cert)
+	a.pol.Store(pol)
+	a.log.Info("policy reloaded", zap.Int("credentials", len(pol.Credentials)))
+	return nil
+}
+
+// Shutdown stops accepting, lets sessions finish until ctx is done, and
+// closes the store.
+func (a *App) Shutdown(ctx context.Context) error {
+	var errs []error
+	if err := a.proxy.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if a.http != nil {
+		if err := a.http.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := a.store.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts the app and serves until ctx is cancelled or SIGINT/SIGTERM
+// arrives; SIGHUP reloads the policy. banner, if not nil, gets the start-up
+// text; readyFile, if not "", gets the bound addresses as JSON (written
+// atomically once every listener is up).
+func (a *App) Run(ctx context.Context, banner io.Writer, readyFile string) error {
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	if banner != nil {
+		a.writeBanner(banner)
+	}
+	if readyFile != "" {
+		b, _ := json.Marshal(a.Addrs())
+		if err := os.WriteFile(readyFile+".tmp", b, 0o644); err != nil {
+			return fmt.Errorf("app: ready file: %w", err)
+		}
+		if err := os.Rename(readyFile+".tmp", readyFile); err != nil {
+			return fmt.Errorf("app: ready file: %w", err)
+		}
+	}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				_ = a.Reload()
+				continue
+			}
+			a.log.Info("shutting down", zap.String("signal", s.String()))
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return a.Shutdown(sctx)
+	}
+}
+
+// authenticator adapts the policy in force to proxy.Authenticator.
+type authenticator struct{ a *App }
+
+func (au authenticator) Authenticate(ctx context.Context, user, pass string) (proxy.Login, error) {
+	c, err := au.a.Policy().Authenticate(ctx, user, pass)
+	if errors.Is(err, policy.ErrBadCredentials) {
+		return nil, proxy.ErrBadCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// keyResolver adapts the policy's API keys to web.KeyResolver.
+type keyResolver struct{ a *App }
+
+func (k keyResolver) Scope(key string) (store.Scope, bool) {
+	logins, all, ok := k.a.Policy().APIKeyScope(key)
+	return store.Scope{All: all, Logins: logins}, ok
+}
+
+// Addrs are the bound addresses, as written to the ready file.
+type Addrs struct {
+	SMTP map[string]string `json:"smtp"` // listener name -> host:port
+	HTTP string            `json:"http,omitempty"`
+}
+
+// Addrs returns the bound addresses; call after Start.
+func (a *App) Addrs() Addrs {
+	out := Addrs{SMTP: map[string]string{}}
+	for _, l := range a.Policy().Server.Listeners {
+		if ad := a.SMTPAddr(l.Name); ad != nil {
+			out.SMTP[l.Name] = ad.String()
+		}
+	}
+	if h := a.HTTPAddr(); h != nil {
+		out.HTTP = h.String()
+	}
+	return out
+}

@@ -1,0 +1,154 @@
+// Command smtpgate is the policy-driven SMTP proxy's command line: serve,
+// check a policy, and hash a password. The logic lives in the packages it
+// calls; this file only parses flags.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/smtpgate/smtpgate/app"
+	"github.com/smtpgate/smtpgate/policy"
+)
+
+func main() {
+	if err := newRoot().ExecuteContext(context.Background()); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "smtpgate",
+		Short:         "Policy-driven SMTP proxy: capture or relay mail per login",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServe(), newCheck(), newHashPassword())
+	return root
+}
+
+func newServe() *cobra.Command {
+	var policyPath, dataDir, logLevel, readyFile, cpuProfile string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run smtpgate (without --policy: the embedded dev policy, capture mode)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			a, err := app.New(cmd.Context(), app.Options{PolicyPath: policyPath, DataDir: dataDir, Log: log})
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return err
+			}
+			if err := a.Run(cmd.Context(), cmd.OutOrStdout(), readyFile); err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&policyPath, "policy", "", "policy file (HCL); default: the embedded dev policy")
+	cmd.Flags().StringVar(&dataDir, "data", "data", "data directory of the embedded dev policy")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile to this file until shutdown (for benchmarks)")
+	cmd.Flags().StringVar(&readyFile, "ready-file", "", "write the bound addresses as JSON to this file once listening")
+	return cmd
+}
+
+func newCheck() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check POLICY",
+		Short: "Validate a policy file: prints ok, or every problem as file:line:col: message",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := policy.Load(args[0], policy.Options{}); err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), strings.TrimRight(err.Error(), "\n"))
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "ok")
+			return nil
+		},
+	}
+}
+
+func newHashPassword() *cobra.Command {
+	return &cobra.Command{
+		Use:   "hash-password",
+		Short: "Read a password from standard input and print its argon2id hash for password_hash",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pw, err := readPassword(cmd.InOrStdin())
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return err
+			}
+			h, err := policy.HashPassword(pw)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), h)
+			return nil
+		},
+	}
+}
+
+// readPassword reads the first line of r, without its line ending.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("hash-password: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("hash-password: no password on standard input")
+	}
+	return line, nil
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Sampling = nil
+	cfg.EncoderConfig.TimeKey = "time"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return cfg.Build()
+}
+
+// startCPUProfile starts a CPU profile into path and returns its stop function.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
