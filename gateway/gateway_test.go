@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"go.uber.org/zap"
+
+	"github.com/smtpgate/smtpgate/policy"
+	"github.com/smtpgate/smtpgate/proxy"
+	"github.com/smtpgate/smtpgate/store"
+	"github.com/smtpgate/smtpgate/store/sqlite"
+)
+
+const testPolicy = `
+server {
+  hostname = "gw.test"
+  mode     = "relay"
+  listen "submission" {
+    address = "127.0.0.1:0"
+    tls     = "starttls"
+  }
+}
+relay "upstream" {
+  address = "127.0.0.1:2525"
+  tls     = "none"
+}
+credential "app" {
+  password_hash = "$2a$04$abcdefghijklmnopqrstuu1i5s6mBUdFp.6fQ3cO0.fXSDe2T6P6q"
+  route         = "capture"
+}
+credential "relayed" {
+  password_hash = "$2a$04$abcdefghijklmnopqrstuu1i5s6mBUdFp.6fQ3cO0.fXSDe2T6P6q"
+  route         = "upstream"
+}
+`
+
+type fixedPolicy struct{ p *policy.Policy }
+
+func (f fixedPolicy) Policy() *policy.Policy { return f.p }
+
+type login string
+
+func (l login) Name() string              { return string(l) }
+func (l login) SenderAllowed(string) bool { return true }
+
+type notified struct{ ids []string }
+
+func (n *notified) Committed(m *store.Message) { n.ids = append(n.ids, m.ID) }
+
+func setup(t *testing.T) (*Gateway, *sqlite.DB, *notified) {
+	t.Helper()
+	pol, err := policy.Parse("gw.hcl", []byte(testPolicy), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(context.Background(), t.TempDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	n := &notified{}
+	g := New("gw.test", fixedPolicy{pol}, db, n, zap.NewNop())
+	g.now = func() time.Time { return time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC) }
+	return g, db, n
+}
+
+func envelope(l string) *proxy.Envelope {
+	return &proxy.Envelope{
+		Login:      login(l),
+		MailFrom:   "app@example.com",
+		Recipients: []string{"Alice@Example.com", "bob@example.com"},
+		RemoteAddr: &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 41000},
+		Helo:       "client (evil); injected\r\nX-Evil: 1",
+		TLS:        &tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256},
+	}
+}
+
+const body = "From: App <app@example.com>\r\nTo: alice@example.com\r\nSubject: Hello\r\n\r\nSee https://example.com/x?a=1&b=2\r\n"
+
+func TestHandleCommitsCapturedMessage(t *testing.T) {
+	g, db, n := setup(t)
+	id, err := g.Handle(context.Background(), envelope("app"), strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !store.ValidID(id) {
+		t.Fatalf("id %q is not a store id", id)
+	}
+	if len(n.ids) != 1 || n.ids[0] != id {
+		t.Fatalf("notifier got %v, want [%s]", n.ids, id)
+	}
+	m, err := db.Get(context.Background(), id, store.Scope{Logins: []string{"app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := string(m.Raw)
+	wantHdr := "Received: from client__evil___injected__X-Evil:_1 ([192.0.2.7])\r\n\tby gw.test (smtpgate) with ESMTPSA id " + id +
+		"\r\n\t(version=TLS1.3 cipher=TLS_AES_128_GCM_SHA256);\r\n\tSat, 21 Nov 2026 10:00:00 +0000\r\n"
+	if !strings.HasPrefix(raw, wantHdr) {
+		t.Fatalf("raw starts with\n%q\nwant\n%q", raw[:min(len(raw), len(wantHdr)+20)], wantHdr)
+	}
+	if !strings.HasSuffix(raw, body) {
+		t.Fatal("submitted message not kept byte-exact after the trace header")
+	}
+	if m.Size != int64(len(m.Raw)) || m.Login != "app" || m.Route != store.RouteCapture || !m.TLS || m.RemoteIP != "192.0.2.7" {
+		t.Fatalf("metadata wrong: %+v", m)
+	}
+	if m.Summary.Subject != "Hello" || len(m.Summary.Links) != 1 || m.Summary.Links[0] != "https://example.com/x?a=1&b=2" {
+		t.Fatalf("summary wrong: %+v", m.Summary)
+	}
+	for _, inbox := range []string{"alice@example.com", "bob@example.com"} {
+		e, err := db.Inbox(context.Background(), store.InboxQuery{Inbox: inbox, Scope: store.Scope{Logins: []string{"app"}}})
+		if err != nil || len(e) != 1 || e[0].Message.ID != id {
+			t.Fatalf("inbox %s: %v, %v", inbox, e, err)
+		}
+	}
+	// Another login's scope does not see it.
+	if _, err := db.Get(context.Background(), id, store.Scope{Logins: []string{"relayed"}}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("other login's scope: err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestHandleRefusals(t *testing.T) {
+	g, _, n := setup(t)
+	for _, tc := range []struct {
+		login string
+		code  int
+		enh   smtp.EnhancedCode
+	}{
+		{"relayed", 554, smtp.EnhancedCode{5, 3, 0}}, // relay delivery arrives with the relay milestone
+		{"gone", 550, smtp.EnhancedCode{5, 7, 1}},    // authenticated under an older policy
+	} {
+		_, err := g.Handle(context.Background(), envelope(tc.login), strings.NewReader(body))
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != tc.code || se.EnhancedCode != tc.enh {
+			t.Errorf("login %s: err = %v, want %d %v", tc.login, err, tc.code, tc.enh)
+		}
+	}
+	if len(n.ids) != 0 {
+		t.Fatalf("refused messages were committed: %v", n.ids)
+	}
+}
+
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
+
+func TestHandleBodyErrorsCommitNothing(t *testing.T) {
+	g, _, n := setup(t)
+	_, err := g.Handle(context.Background(), envelope("app"), failingReader{proxy.ErrTooLarge})
+	if !errors.Is(err, proxy.ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge passed through (the proxy answers 552)", err)
+	}
+	_, err = g.Handle(context.Background(), envelope("app"), failingReader{errors.New("connection reset")})
+	if err == nil {
+		t.Fatal("a broken body was accepted")
+	}
+	if len(n.ids) != 0 {
+		t.Fatalf("messages committed despite body errors: %v", n.ids)
+	}
+}
+
+func TestHandleCancelledContext(t *testing.T) {
+	g, _, n := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := g.Handle(ctx, envelope("app"), bytes.NewReader([]byte(body))); err == nil {
+		t.Fatal("want an error for a cancelled context")
+	}
+	if len(n.ids) != 0 {
+		t.Fatalf("committed despite cancelled context: %v", n.ids)
+	}
+}
