@@ -21,6 +21,9 @@ func lexCSS(src []byte, buf []tok) []tok {
 	}
 	// The full slice expression makes parse.NewInputBytes copy src instead
 	// of writing its NUL sentinel into the byte after it.
+	if want := len(buf) + len(src)/3 + 8; cap(buf) < want {
+		buf = append(make([]tok, 0, want), buf...)
+	}
 	l := css.NewLexer(parse.NewInputBytes(src[:len(src):len(src)]))
 	off := 0
 	for {

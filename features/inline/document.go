@@ -3,6 +3,7 @@ package inline
 import (
 	"bytes"
 	"strconv"
+	"strings"
 
 	"golang.org/x/net/html"
 )
@@ -94,12 +95,12 @@ func (d *document) walk(n *html.Node, hidden bool) {
 // does not name a start tag of the same name).
 func (d *document) bind(n *html.Node) int {
 	for i, a := range n.Attr {
-		if a.Key != markAttr || a.Namespace != "" {
+		if !strings.HasPrefix(a.Key, d.scan.prefix) || a.Namespace != "" {
 			continue
 		}
 		n.Attr = append(n.Attr[:i], n.Attr[i+1:]...)
-		idx, err := strconv.Atoi(a.Val)
-		if err != nil || idx < 0 || idx >= len(d.scan.tags) {
+		idx, err := strconv.Atoi(a.Key[len(d.scan.prefix):])
+		if err != nil || idx < 0 || idx >= len(d.scan.tags) || a.Val != "" {
 			return -1
 		}
 		t := &d.scan.tags[idx]

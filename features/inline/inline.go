@@ -109,7 +109,7 @@ func (in *Inliner) Inline(html []byte) ([]byte, error) {
 		return html, nil
 	}
 	d := newDocument(html)
-	if len(d.scan.styles) == 0 {
+	if len(d.scan.styles) == 0 || d.scan.prefix == "" {
 		return html, nil
 	}
 	if err := d.parse(); err != nil {

@@ -227,6 +227,24 @@ func TestElementMapping(t *testing.T) {
 	}
 }
 
+// TestMarkerCollision: attributes of the author that look like the
+// internal markers cannot tie an element to another start tag.
+func TestMarkerCollision(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`<style>p{color:red}</style><b x-sg-2>1</b><p X-SG-1>2</p>`, `<b x-sg-2>1</b><p X-SG-1 style="color: red">2</p>`},
+		{`<style>p{color:red}</style><a x-sg-3 href=#><p>2</p></a>`, `<a x-sg-3 href=#><p style="color: red">2</p></a>`},
+	} {
+		if got := inline(t, Options{}, c.in); got != c.want {
+			t.Errorf("Inline(%q)\n got %q\nwant %q", c.in, got, c.want)
+		}
+	}
+	// With every candidate prefix taken, nothing is inlined.
+	in := `<style>p{color:red}</style><p>x</p><!-- x-sg- x-sg0- x-sg00- x-sg000- x-sg0000- x-sg00000- x-sg000000- x-sg0000000- -->`
+	if got := inline(t, Options{}, in); got != in {
+		t.Errorf("all prefixes taken: got %q", got)
+	}
+}
+
 // TestKeepStyleTags: the option keeps the emptied element and its comments.
 func TestKeepStyleTags(t *testing.T) {
 	in := "<style>\n/* c */\np{color:red}\n</style><p>x</p>"

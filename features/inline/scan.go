@@ -7,10 +7,15 @@ import (
 	"golang.org/x/net/html"
 )
 
-// markAttr is the attribute added to every start tag of the copy of the input
-// given to the HTML parser: its value is the index of the start tag in
+// markPrefix starts the name of the attribute added right after the tag
+// name of every start tag of the copy of the input given to the HTML
+// parser: the rest of the name is the index of the start tag in
 // scanResult.tags, which ties each element of the parse tree to its bytes.
-const markAttr = "x-smtpgate-i"
+// The index is in the name, not in a value, because the parser allocates
+// for every non-empty attribute value. When the input itself contains the
+// prefix, in any case, zeros are added to it until it does not, so that no
+// attribute of the author can pass for a marker.
+const markPrefix = "x-sg-"
 
 // tagRec is one start tag of the original input.
 type tagRec struct {
@@ -36,7 +41,8 @@ type styleRec struct {
 type scanResult struct {
 	tags   []tagRec
 	styles []styleRec
-	marked []byte // the input with markAttr added to every start tag
+	marked []byte // the input with a marker attribute in every start tag
+	prefix string // the marker prefix used, or "" when none was found
 }
 
 // scanHTML tokenizes src once, recording the offsets of start tags and of
@@ -45,7 +51,13 @@ type scanResult struct {
 // never read otherwise (Text and TagName rewrite it in place).
 func scanHTML(src []byte) scanResult {
 	var r scanResult
-	r.marked = make([]byte, 0, len(src)+len(src)/6+64)
+	r.prefix = markerPrefix(src)
+	if r.prefix == "" {
+		return r
+	}
+	tags := bytes.Count(src, []byte{'<'})
+	r.tags = make([]tagRec, 0, tags)
+	r.marked = make([]byte, 0, len(src)+tags*(len(markPrefix)+5))
 	z := html.NewTokenizer(bytes.NewReader(src))
 	off, copied, open, revealed := 0, 0, -1, 0
 	for {
@@ -71,9 +83,9 @@ func scanHTML(src []byte) scanResult {
 			idx := len(r.tags)
 			r.tags = append(r.tags, tagRec{start: off, end: off + n, nameEnd: nameEnd})
 			r.marked = append(r.marked, src[copied:nameEnd]...)
-			r.marked = append(r.marked, " "+markAttr+`="`...)
+			r.marked = append(r.marked, ' ')
+			r.marked = append(r.marked, r.prefix...)
 			r.marked = strconv.AppendInt(r.marked, int64(idx), 10)
-			r.marked = append(r.marked, '"')
 			copied = nameEnd
 			if equalFoldASCII(src[off+1:nameEnd], "style") {
 				r.styles = append(r.styles, styleRec{tag: idx, textStart: off + n, textEnd: off + n, end: off + n, revealed: revealed > 0})
@@ -87,6 +99,31 @@ func scanHTML(src []byte) scanResult {
 	}
 	r.marked = append(r.marked, src[copied:]...)
 	return r
+}
+
+// markerPrefix returns markPrefix, lengthened with zeros until src does not
+// contain it in any letter case, or "" after a few tries.
+func markerPrefix(src []byte) string {
+	p := []byte(markPrefix)
+	for range 8 {
+		if !containsFold(src, p) {
+			return string(p)
+		}
+		p = append(p[:len(p)-1], '0', '-')
+	}
+	return ""
+}
+
+// containsFold reports whether b contains the lower-case ASCII string s,
+// ignoring ASCII case. s must start with a letter.
+func containsFold(b, s []byte) bool {
+	up := s[0] - ('a' - 'A')
+	for i := 0; i+len(s) <= len(b); i++ {
+		if (b[i] == s[0] || b[i] == up) && equalFoldBytes(b[i:i+len(s)], s) {
+			return true
+		}
+	}
+	return false
 }
 
 // conditionalDepth tells whether the comment token raw opens (+1) or closes
