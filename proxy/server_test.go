@@ -693,3 +693,21 @@ func TestStart(t *testing.T) {
 		t.Errorf("Shutdown after a failed Start: %v", err)
 	}
 }
+
+func TestFailedSTARTTLSHandshakeEndsConnection(t *testing.T) {
+	ts := startServer(t, nil)
+	c := dial(t, ts.addr("submission"))
+	c.do("EHLO client.test", "250 ")
+	c.do("STARTTLS", "220 2.0.0")
+	// Plaintext instead of a ClientHello: go-smtp alone would answer
+	// "550 Handshake error" and go on without TLS.
+	c.write("EHLO client.test\r\nMAIL FROM:<alice@example.com>\r\n")
+	_ = c.conn.SetReadDeadline(time.Now().Add(clientTimeout))
+	rest, err := io.ReadAll(c.r)
+	if isTimeout(err) {
+		t.Fatal("connection still open after a failed handshake")
+	}
+	if !strings.Contains(string(rest), "550 5.0.0 Handshake error") || strings.Contains(string(rest), "250") {
+		t.Fatalf("after the failed handshake: %q", rest)
+	}
+}

@@ -161,20 +161,21 @@ func (s *session) Data(r io.Reader) error {
 	id, err := srv.handler.Handle(srv.ctx, env, body)
 	reply := s.outcome(body, id, err)
 
-	fields := []zap.Field{
-		zap.String("listener", env.Listener),
-		zap.Stringer("remote", env.RemoteAddr),
-		zap.String("login", c.login),
-		zap.String("from", env.MailFrom),
-		zap.Int("rcpts", len(env.Recipients)),
-		zap.Int64("bytes", body.n),
-		zap.Int("code", reply.Code),
-		zap.Duration("duration", time.Since(start)),
-	}
-	if reply.Code == 250 {
-		srv.log.Info("smtp message", append(fields, zap.String("result", "queued"), zap.String("id", id))...)
-	} else {
-		srv.log.Info("smtp message", append(fields, zap.String("result", "refused"), zap.String("reply", reply.Message))...)
+	if ce := srv.log.Check(zap.InfoLevel, "smtp message"); ce != nil {
+		result, detail := zap.String("result", "queued"), zap.String("id", id)
+		if reply.Code != 250 {
+			result, detail = zap.String("result", "refused"), zap.String("reply", reply.Message)
+		}
+		ce.Write(
+			zap.String("listener", env.Listener),
+			zap.Stringer("remote", env.RemoteAddr),
+			zap.String("login", c.login),
+			zap.String("from", env.MailFrom),
+			zap.Int("rcpts", len(env.Recipients)),
+			zap.Int64("bytes", body.n),
+			zap.Int("code", reply.Code),
+			zap.Duration("duration", time.Since(start)),
+			result, detail)
 	}
 	return reply
 }
