@@ -423,6 +423,7 @@ type wantMail struct {
 	via     string // the login that sent it
 	from    string // the From address, if not ""
 	key     string // API key; default keyAll
+	bcc     bool   // rcpt is only in the envelope, not in the To header
 }
 
 // expectMail waits for a message with w.subject in w.rcpt's inbox and checks
@@ -459,7 +460,7 @@ func (in *instance) expectMail(t testing.TB, w wantMail) apiMessage {
 	if w.from != "" && (len(got.From) != 1 || !strings.EqualFold(got.From[0].Address, w.from)) {
 		t.Errorf("message %s: from = %+v, want %s", got.ID, got.From, w.from)
 	}
-	if !hasAddress(got.To, w.rcpt) {
+	if !w.bcc && !hasAddress(got.To, w.rcpt) {
 		t.Errorf("message %s: to = %+v, want it to include %s", got.ID, got.To, w.rcpt)
 	}
 	raw := in.raw(t, w.key, w.rcpt, got.ID)
@@ -526,10 +527,15 @@ func subjectOf(raw []byte) (string, error) {
 	return s, nil
 }
 
-// composeMessage builds a small RFC 5322 message with CRLF line endings.
+// composeMessage builds a small RFC 5322 message with CRLF line endings; to
+// is one address or a comma-separated list.
 func composeMessage(from, to, subject, body string) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n", from, to, subject)
+	var tos []string
+	for _, a := range strings.Split(to, ",") {
+		tos = append(tos, "<"+strings.TrimSpace(a)+">")
+	}
+	fmt.Fprintf(&b, "From: <%s>\r\nTo: %s\r\nSubject: %s\r\n", from, strings.Join(tos, ", "), subject)
 	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <%d@go.e2e.test>\r\n", time.Now().Format(time.RFC1123Z), time.Now().UnixNano())
 	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
 	b.WriteString(strings.ReplaceAll(strings.TrimRight(body, "\n"), "\n", "\r\n"))

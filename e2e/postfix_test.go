@@ -26,7 +26,7 @@ const postfixInstall = "apt-get install postfix libsasl2-modules (debconf: postf
 
 // postfixConf is what testdata/postfix/*.tmpl are rendered from.
 type postfixConf struct {
-	Dir         string // config_directory; queue, data and maillog below it
+	Dir         string // etc/ (config_directory), queue/, data/ and maillog below it
 	SMTPPort    int    // the instance's smtpd, on 127.0.0.1
 	RelayPort   string // smtpgate's STARTTLS listener, on 127.0.0.1
 	User        string // SASL login at smtpgate
@@ -78,8 +78,12 @@ func startPostfix(t testing.TB, conf postfixConf) *postfixInstance {
 		}
 	}
 	// postfix chdirs into the queue before it creates what is missing below.
-	if err := os.Mkdir(filepath.Join(conf.Dir, "queue"), 0o755); err != nil {
-		t.Fatal(err)
+	// The config directory is separate: postfix check wants everything below
+	// it owned by root.
+	for _, d := range []string{"queue", "etc"} {
+		if err := os.Mkdir(filepath.Join(conf.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, name := range []string{"main.cf", "master.cf"} {
 		tmpl, err := template.ParseFiles(filepath.Join("testdata", "postfix", name+".tmpl"))
@@ -90,17 +94,17 @@ func startPostfix(t testing.TB, conf postfixConf) *postfixInstance {
 		if err := tmpl.Execute(&buf, conf); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(conf.Dir, name), buf.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(pf.configDir(), name), buf.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Cleanup(func() { pf.stop(t) })
-	if out, code := pf.run(t, "postfix", "check"); code != 0 {
-		t.Fatalf("postfix -c %s check exited %d:\n%s", conf.Dir, code, out)
+	if out, code := pf.run(t, "postfix", "check"); code != 0 || strings.Contains(out, "warning:") {
+		t.Fatalf("postfix -c %s check exited %d:\n%s", pf.configDir(), code, out)
 	}
 	// start-fg keeps the master in the foreground, as our child: we reap it,
 	// and no daemon is left to a PID 1 that may not reap orphans.
-	pf.master = exec.Command(pf.postfix, "-c", conf.Dir, "start-fg")
+	pf.master = exec.Command(pf.postfix, "-c", pf.configDir(), "start-fg")
 	pf.out = &lockedBuffer{}
 	pf.master.Stdout, pf.master.Stderr = pf.out, pf.out
 	pf.exited = make(chan struct{})
@@ -120,7 +124,7 @@ func startPostfix(t testing.TB, conf postfixConf) *postfixInstance {
 		}
 		select {
 		case <-pf.exited:
-			t.Fatalf("postfix -c %s start-fg exited: %v\n%s\nmaillog:\n%s", conf.Dir, pf.master.ProcessState, pf.out, pf.maillog())
+			t.Fatalf("postfix -c %s start-fg exited: %v\n%s\nmaillog:\n%s", pf.configDir(), pf.master.ProcessState, pf.out, pf.maillog())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -130,6 +134,10 @@ func startPostfix(t testing.TB, conf postfixConf) *postfixInstance {
 	}
 }
 
+// configDir is the instance's config_directory, given to every command
+// with -c.
+func (pf *postfixInstance) configDir() string { return filepath.Join(pf.conf.Dir, "etc") }
+
 func (pf *postfixInstance) smtpAddr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(pf.conf.SMTPPort))
 }
@@ -137,7 +145,7 @@ func (pf *postfixInstance) smtpAddr() string {
 // run runs one of Postfix's commands with -c on this instance.
 func (pf *postfixInstance) run(t testing.TB, cmd string, args ...string) (string, int) {
 	t.Helper()
-	return runTool(t, 60*time.Second, filepath.Join(pf.sbin, cmd), append([]string{"-c", pf.conf.Dir}, args...)...)
+	return runTool(t, 60*time.Second, filepath.Join(pf.sbin, cmd), append([]string{"-c", pf.configDir()}, args...)...)
 }
 
 // maillog is the instance's log file (written by postlogd).
@@ -171,7 +179,7 @@ func (pf *postfixInstance) stop(t testing.TB) {
 	}
 	out, code := pf.run(t, "postfix", "stop")
 	if code != 0 {
-		t.Logf("postfix -c %s stop exited %d:\n%s", pf.conf.Dir, code, out)
+		t.Logf("postfix -c %s stop exited %d:\n%s", pf.configDir(), code, out)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -191,13 +199,13 @@ func (pf *postfixInstance) stop(t testing.TB) {
 	select {
 	case <-pf.exited:
 	case <-time.After(10 * time.Second):
-		t.Errorf("postfix -c %s start-fg did not exit", pf.conf.Dir)
+		t.Errorf("postfix -c %s start-fg did not exit", pf.configDir())
 	}
 }
 
 // processes lists the pids whose environment has MAIL_CONFIG=<this instance>.
 func (pf *postfixInstance) processes() []int {
-	want := []byte("MAIL_CONFIG=" + pf.conf.Dir + "\x00")
+	want := []byte("MAIL_CONFIG=" + pf.configDir() + "\x00")
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -270,16 +278,21 @@ func TestPostfixRelayhost(t *testing.T) {
 
 	subject := unique(t, "postfix")
 	body := "Relayed by Postfix, marker " + subject
-	rcpts := []string{"pf-one@dest.test", "pf-two@dest.test"}
-	msg := composeMessage("app@postfix-client.test", rcpts[0], subject, body)
+	rcpts := []string{"pf-one@dest.test", "pf-two@dest.test", "pf-bcc@dest.test"}
+	msg := composeMessage("app@postfix-client.test", rcpts[0]+", "+rcpts[1], subject, body)
 	if err := submitPlain(pf.smtpAddr(), "app@postfix-client.test", rcpts, msg); err != nil {
 		t.Fatalf("submit to postfix: %v", err)
 	}
 
 	got := in.expectMail(t, wantMail{rcpt: rcpts[0], subject: subject, body: body, via: "app2", from: "app@postfix-client.test"})
-	got2 := in.expectMail(t, wantMail{rcpt: rcpts[1], subject: subject, body: body, via: "app2"})
-	if got2.ID != got.ID {
-		t.Errorf("two recipients of one relayed message: ids %s and %s, want one message", got.ID, got2.ID)
+	for _, w := range []wantMail{
+		{rcpt: rcpts[1], subject: subject, body: body, via: "app2"},
+		{rcpt: rcpts[2], subject: subject, body: body, via: "app2", bcc: true},
+	} {
+		// Postfix relays the three recipients in one transaction: one message.
+		if other := in.expectMail(t, w); other.ID != got.ID {
+			t.Errorf("recipient %s got message %s, %s got %s; want one message", w.rcpt, other.ID, rcpts[0], got.ID)
+		}
 	}
 	raw := string(in.raw(t, keyAll, rcpts[0], got.ID))
 	if !strings.Contains(raw, "by postfix.e2e.test (Postfix)") {

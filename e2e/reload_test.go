@@ -133,6 +133,7 @@ func TestPolicyReload(t *testing.T) {
 	if err := os.WriteFile(in.policyPath, []byte(broken), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	in.signal(t, syscall.SIGHUP)
 	diag := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(in.policyPath) + `:(\d+):(\d+): `)
 	e := in.waitLog(t, "refusing the broken policy", func(e logEntry) bool {
 		return strings.Contains(strings.ToLower(e.str("msg")), "reload") && e.str("level") == "error"
