@@ -434,23 +434,7 @@ func (in *instance) expectMail(t testing.TB, w wantMail) apiMessage {
 	if w.key == "" {
 		w.key = keyAll
 	}
-	var got *apiMessage
-	deadline := time.Now().Add(inboxTimeout)
-	for got == nil {
-		for _, m := range in.inbox(t, w.key, w.rcpt) {
-			if m.Subject == w.subject {
-				got = &m
-				break
-			}
-		}
-		if got != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("inbox %s: no message with subject %q after %v; have %+v", w.rcpt, w.subject, inboxTimeout, in.inbox(t, w.key, w.rcpt))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	got := in.findMail(t, w.key, w.rcpt, w.subject)
 	if got.Via != w.via {
 		t.Errorf("message %s: via = %q, want %q", got.ID, got.Via, w.via)
 	}
@@ -471,7 +455,25 @@ func (in *instance) expectMail(t testing.TB, w wantMail) apiMessage {
 	if !strings.Contains(text, w.body) {
 		t.Errorf("message %s: body text %q does not contain %q", got.ID, text, w.body)
 	}
-	return *got
+	return got
+}
+
+// findMail polls the inbox of rcpt for a message with subject.
+func (in *instance) findMail(t testing.TB, key, rcpt, subject string) apiMessage {
+	t.Helper()
+	deadline := time.Now().Add(inboxTimeout)
+	for {
+		msgs := in.inbox(t, key, rcpt)
+		for _, m := range msgs {
+			if m.Subject == subject {
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inbox %s: no message with subject %q after %v; have %+v", rcpt, subject, inboxTimeout, msgs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func hasAddress(list []apiAddress, addr string) bool {

@@ -164,4 +164,18 @@ func TestPolicyReload(t *testing.T) {
 		t.Fatalf("smtpgate exited after the broken reload: %v", in.waitErr)
 	default:
 	}
+
+	// Four messages arrived; key-one (scoped to app1) sees only app1's two.
+	if all := in.waitInbox(t, keyAll, rcpt, 4); len(all) != 4 {
+		t.Errorf("inbox %s holds %d messages, want 4: %+v", rcpt, len(all), all)
+	}
+	mine := in.inbox(t, keyOne, rcpt)
+	for _, m := range mine {
+		if m.Via != "app1" {
+			t.Errorf("key-one, scoped to app1, sees a message of %s: %+v", m.Via, m)
+		}
+	}
+	if len(mine) != 2 {
+		t.Errorf("key-one sees %d messages, want app1's 2: %+v", len(mine), mine)
+	}
 }
