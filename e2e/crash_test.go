@@ -120,14 +120,19 @@ func loadAndKill(t *testing.T, in *instance, round int) []ackedMessage {
 			}
 		})
 	}
+	// The load runs for crashLoad from the first acknowledgement (the 20
+	// logins come first), until at least crashMinAck messages are in.
 	begin := time.Now()
+	var firstAck time.Time
 	for {
 		time.Sleep(20 * time.Millisecond)
 		mu.Lock()
 		n := len(acked)
 		mu.Unlock()
-		el := time.Since(begin)
-		if (el >= crashLoad && n >= crashMinAck) || el >= crashMaxRun {
+		if n > 0 && firstAck.IsZero() {
+			firstAck = time.Now()
+		}
+		if (n >= crashMinAck && time.Since(firstAck) >= crashLoad) || time.Since(begin) >= crashMaxRun {
 			break
 		}
 	}
