@@ -114,8 +114,9 @@ func closerOf(tt css.TokenType) css.TokenType {
 
 // cssParser holds scratch space reused across sheets of one document.
 type cssParser struct {
-	toks  []tok
-	stack []css.TokenType
+	toks   []tok
+	stack  []css.TokenType
+	quirks bool // the document is in quirks mode: lower-case class and id selectors
 }
 
 // skipBlock returns the index after the token that closes the block opened
@@ -180,7 +181,7 @@ func (p *cssParser) parseSheet(src []byte, sheet int, rules []rule) []rule {
 		}
 		if pe > i {
 			r.preludeStart, r.preludeEnd = t[i].start, t[pe-1].end
-			r.members = splitMembers(src, t[i:pe])
+			r.members = p.splitMembers(src, t[i:pe])
 		} else { // "{...}" with no selector: dropped by browsers
 			r.preludeStart, r.preludeEnd = t[i].start, t[i].start
 			r.members = []member{{class: memberInvalid}}
@@ -349,7 +350,7 @@ func cleanValue(src []byte, v []tok) []byte {
 
 // splitMembers splits a selector list at its top-level commas and classifies
 // each member.
-func splitMembers(src []byte, t []tok) []member {
+func (p *cssParser) splitMembers(src []byte, t []tok) []member {
 	var out []member
 	depth, from := 0, 0
 	for i := 0; i <= len(t); i++ {
@@ -380,7 +381,7 @@ func splitMembers(src []byte, t []tok) []member {
 		if len(m) == 0 {
 			out = append(out, member{class: memberInvalid})
 		} else {
-			out = append(out, newMember(src, m))
+			out = append(out, p.newMember(src, m))
 		}
 		from = i + 1
 	}
@@ -389,18 +390,41 @@ func splitMembers(src []byte, t []tok) []member {
 
 // newMember classifies the selector t and compiles it when it can be
 // inlined; a selector cascadia rejects is invalid.
-func newMember(src []byte, t []tok) member {
+func (p *cssParser) newMember(src []byte, t []tok) member {
 	m := member{start: t[0].start, end: t[len(t)-1].end, class: classifySelector(src, t)}
 	if m.class != memberInline {
 		return m
 	}
-	sel, err := cascadia.Parse(string(src[m.start:m.end]))
+	text := string(src[m.start:m.end])
+	if p.quirks {
+		text = quirksSelector(src, t)
+	}
+	sel, err := cascadia.Parse(text)
 	if err != nil || sel.PseudoElement() != "" {
 		m.class = memberInvalid
 		return m
 	}
 	m.sel, m.spec, m.bucket = sel, sel.Specificity(), bucketOf(src, t)
+	if p.quirks && m.bucket.kind != 't' {
+		m.bucket.key = lowerString([]byte(m.bucket.key))
+	}
 	return m
+}
+
+// quirksSelector returns the selector t with its class and id names in
+// lower case, to match the lower-cased class and id attributes of a
+// quirks-mode document.
+func quirksSelector(src []byte, t []tok) string {
+	var b []byte
+	for i, x := range t {
+		v := src[x.start:x.end]
+		if x.tt == css.HashToken || x.tt == css.IdentToken && i > 0 && t[i-1].tt == css.DelimToken && src[t[i-1].start] == '.' {
+			b = append(b, lowerString(v)...)
+		} else {
+			b = append(b, v...)
+		}
+	}
+	return string(b)
 }
 
 // lowerString returns b with ASCII letters in lower case, as a string;

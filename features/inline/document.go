@@ -25,7 +25,10 @@ type document struct {
 	elems []elem // rendered elements in document order
 	// costly is set when the document is too wide or too large for
 	// sibling- and descendant-counting selectors.
-	costly   bool
+	costly bool
+	// quirks: the document renders in quirks mode, where class and id
+	// selectors ignore ASCII case.
+	quirks   bool
 	sheets   []sheet
 	rules    []rule
 	tagEdits []edit
@@ -58,6 +61,8 @@ func (d *document) parse() error {
 		return err
 	}
 	d.elems = make([]elem, 0, len(d.scan.tags))
+	d.quirks = quirksDoctype(d.scan.doctype)
+	d.p.quirks = d.quirks
 	d.walk(root, false)
 	return nil
 }
@@ -72,6 +77,13 @@ func (d *document) walk(n *html.Node, hidden bool) {
 		}
 		children++
 		tag := d.bind(c)
+		if d.quirks {
+			for i, a := range c.Attr {
+				if a.Namespace == "" && (a.Key == "class" || a.Key == "id") {
+					c.Attr[i].Val = lowerString([]byte(a.Val))
+				}
+			}
+		}
 		h := hidden
 		if c.Namespace == "" {
 			switch c.Data {

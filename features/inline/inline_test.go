@@ -245,6 +245,38 @@ func TestMarkerCollision(t *testing.T) {
 	}
 }
 
+// TestQuirksMode: without a standards DOCTYPE, class and id selectors
+// ignore case, as in a browser.
+func TestQuirksMode(t *testing.T) {
+	for _, c := range []struct {
+		doctype string
+		quirks  bool
+	}{
+		{"", true},
+		{"<!DOCTYPE html>", false},
+		{"<!doctype HTML>", false},
+		{`<!DOCTYPE html SYSTEM "about:legacy-compat">`, false},
+		{`<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">`, false},
+		{`<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN">`, true},
+		{`<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN" "http://www.w3.org/TR/html4/loose.dtd">`, false},
+		{`<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">`, true},
+		{"<!DOCTYPE foo>", true},
+		{"<!DOCTYPE>", true},
+		{`<!DOCTYPE html PUBLIC "unterminated>`, true},
+		{"<!-- c -->\n<!DOCTYPE html>", false},
+		{"<p>x</p><!DOCTYPE html>", true},
+	} {
+		d := newDocument([]byte(c.doctype + "<style></style>"))
+		if got := quirksDoctype(d.scan.doctype); got != c.quirks {
+			t.Errorf("%q: quirks = %v, want %v", c.doctype, got, c.quirks)
+		}
+		got := inline(t, Options{}, c.doctype+`<style>.Foo{color:red}#Bar{margin:0}</style><p class="foo" id="bar">x</p>`)
+		if inlined := strings.Contains(got, `style="color: red; margin: 0"`); inlined != c.quirks {
+			t.Errorf("%q: case-insensitive match = %v, want %v: %s", c.doctype, inlined, c.quirks, got)
+		}
+	}
+}
+
 // TestKeepStyleTags: the option keeps the emptied element and its comments.
 func TestKeepStyleTags(t *testing.T) {
 	in := "<style>\n/* c */\np{color:red}\n</style><p>x</p>"

@@ -43,6 +43,9 @@ type scanResult struct {
 	styles []styleRec
 	marked []byte // the input with a marker attribute in every start tag
 	prefix string // the marker prefix used, or "" when none was found
+	// doctype is the DOCTYPE token, when it is the first token that is
+	// not white space or a comment (the only place where it counts).
+	doctype []byte
 }
 
 // scanHTML tokenizes src once, recording the offsets of start tags and of
@@ -59,13 +62,24 @@ func scanHTML(src []byte) scanResult {
 	r.tags = make([]tagRec, 0, tags)
 	r.marked = make([]byte, 0, len(src)+tags*(len(markPrefix)+5))
 	z := html.NewTokenizer(bytes.NewReader(src))
-	off, copied, open, revealed := 0, 0, -1, 0
+	off, copied, open, revealed, started := 0, 0, -1, 0, false
 	for {
 		tt := z.Next()
 		if tt == html.ErrorToken {
 			break
 		}
 		n := len(z.Raw())
+		if !started {
+			switch tt {
+			case html.DoctypeToken:
+				r.doctype, started = src[off:off+n], true
+			case html.CommentToken:
+			case html.TextToken:
+				started = len(bytes.Trim(src[off:off+n], htmlSpace)) > 0
+			default:
+				started = true
+			}
+		}
 		if open >= 0 {
 			s := &r.styles[open]
 			switch tt {
