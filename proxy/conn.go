@@ -131,9 +131,6 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 // logs the session.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
-		// Released before the socket closes: a client that sees the close
-		// may connect again at once.
-		c.srv.release(c)
 		reason := c.reason
 		if reason == "" {
 			reason = "closed"
@@ -146,6 +143,10 @@ func (c *conn) Close() error {
 			zap.Int("auth_failures", c.authFailures),
 			zap.String("result", reason),
 			zap.Duration("duration", time.Since(c.opened)))
+		// Released after the last log line (Shutdown waits for it) and
+		// before the socket closes (a client that sees the close may
+		// connect again at once).
+		c.srv.release(c)
 	})
 	return c.Conn.Close()
 }

@@ -3,6 +3,17 @@
 // github.com/emersion/go-smtp, AUTH PLAIN/LOGIN over TLS only, and the limits
 // on everything a client controls. An accepted message is handed to a Handler;
 // the proxy knows nothing of policies, content features or storage engines.
+//
+// What the proxy adds to go-smtp (see go-libs.md §1 for go-smtp's gaps):
+// before STARTTLS a gate answers everything but EHLO, HELO, NOOP, RSET,
+// QUIT and STARTTLS with "530 5.7.0" and drops plaintext pipelined after
+// STARTTLS (gate.go); MAIL needs AUTH ("530 5.7.0 Authentication
+// required"); bodies reach the Handler with bare CR and LF normalised to
+// CRLF (body.go); read deadlines slide while a body streams, so
+// DataTimeout bounds a transfer and CommandTimeout bounds idleness
+// (conn.go); connection limits and the PROXY protocol sit in a net.Listener
+// in front of go-smtp (listener.go); the reply after DATA is
+// "250 2.0.0 queued as <id>".
 package proxy
 
 import (

@@ -456,10 +456,15 @@ func TestShutdown(t *testing.T) {
 		busy.do("DATA", "354 ")
 		busy.write("Subject: in flight\r\n\r\n")
 
+		plain := dial(t, ts.addr("submission")) // idle before STARTTLS
+		plain.do("EHLO client.test", "250 ")
+
 		done := make(chan error, 1)
 		go func() { done <- ts.Shutdown(context.Background()) }()
 		idle.expect("421 4.4.2")
 		idle.expectClosed()
+		plain.expect("421 4.4.2")
+		plain.expectClosed()
 		select {
 		case err := <-done:
 			t.Fatalf("Shutdown returned (%v) while a message was in flight", err)
