@@ -1,0 +1,171 @@
+package track
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Golden files: testdata/html/NAME.html -> NAME.golden.html (RewriteHTML),
+// testdata/pixel/NAME.html -> NAME.golden.html (AddPixel) and
+// testdata/text/NAME.txt -> NAME.golden.txt (RewriteText), all with the
+// fixed test secret and issue time so the tokens are stable. Inputs whose
+// name starts with "preventscam-" are rewritten with PreventScam. Run with
+// UPDATE_GOLDEN=1 to rewrite the golden files, then review the diff.
+
+func goldenInputs(t *testing.T, dir, ext string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", dir, "*"+ext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in []string
+	for _, f := range files {
+		if !strings.HasSuffix(f, ".golden"+ext) {
+			in = append(in, f)
+		}
+	}
+	if len(in) == 0 {
+		t.Fatalf("no inputs in testdata/%s", dir)
+	}
+	return in
+}
+
+func goldenOptions(path string) Options {
+	o := testOpts
+	o.PreventScam = strings.HasPrefix(filepath.Base(path), "preventscam-")
+	return o
+}
+
+// checkGolden compares got with the golden file for input path.
+func checkGolden(t *testing.T, c *Codec, path, ext string, got []byte, o Options) {
+	t.Helper()
+	golden := strings.TrimSuffix(path, ext) + ".golden" + ext
+	if os.Getenv("UPDATE_GOLDEN") == "1" {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with UPDATE_GOLDEN=1 to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from %s; with tracking URLs decoded:\n got: %s\nwant: %s",
+			path, golden, readable(t, c, string(got), o), readable(t, c, string(want), o))
+	}
+}
+
+func TestGoldenRewriteHTML(t *testing.T) {
+	r := newTestRewriter(t)
+	for _, path := range goldenInputs(t, "html", ".html") {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			in, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := goldenOptions(path)
+			out, n, err := r.RewriteHTML(in, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Errorf("no link rewritten in %s", path)
+			}
+			checkGolden(t, r.Codec, path, ".html", out, o)
+		})
+	}
+}
+
+func TestGoldenAddPixel(t *testing.T) {
+	r := newTestRewriter(t)
+	for _, path := range goldenInputs(t, "pixel", ".html") {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			in, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := r.AddPixel(in, testOpts)
+			if len(out) <= len(in) {
+				t.Errorf("no pixel added to %s", path)
+			}
+			checkGolden(t, r.Codec, path, ".html", out, testOpts)
+		})
+	}
+}
+
+func TestGoldenRewriteText(t *testing.T) {
+	r := newTestRewriter(t)
+	for _, path := range goldenInputs(t, "text", ".txt") {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			in, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, n, err := r.RewriteText(in, testOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Errorf("no URL rewritten in %s", path)
+			}
+			checkGolden(t, r.Codec, path, ".txt", out, testOpts)
+		})
+	}
+}
+
+// TestGoldenOnlyLinksChange checks each HTML golden against its input:
+// remove every tracking URL and opt-out attribute from both and the bytes
+// left must be identical, so nothing else was touched.
+func TestGoldenOnlyLinksChange(t *testing.T) {
+	r := newTestRewriter(t)
+	for _, path := range goldenInputs(t, "html", ".html") {
+		in, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := r.RewriteHTML(in, goldenOptions(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := skeleton(in), skeleton(out)
+		if a != b {
+			t.Errorf("%s: more than links changed:\n in: %q\nout: %q", path, a, b)
+		}
+	}
+}
+
+// skeleton blanks the href values of <a> tags, drops vendor opt-out
+// attributes, and keeps every other byte.
+func skeleton(doc []byte) string {
+	var sb strings.Builder
+	s := scanner{in: doc, wantAttrs: isAnchor}
+	last := 0
+	for k := s.next(); k != tokEOF; k = s.next() {
+		if k != tokStartTag || !isAnchor(doc[s.nameStart:s.nameEnd]) {
+			continue
+		}
+		for _, a := range s.attrs {
+			key := string(asciiLower(doc[a.keyStart:a.keyEnd]))
+			drop := false
+			for _, oa := range optOutAttrs {
+				drop = drop || key == oa.key
+			}
+			switch {
+			case drop:
+				sb.Write(doc[last:a.wsStart])
+				last = a.end
+			case key == "href" && a.hasValue:
+				sb.Write(doc[last:a.valStart])
+				sb.WriteString("HREF")
+				last = a.valEnd
+			}
+		}
+	}
+	sb.Write(doc[last:])
+	// An unquoted href value is quoted when rewritten.
+	return strings.ReplaceAll(sb.String(), `"HREF"`, "HREF")
+}
