@@ -123,6 +123,11 @@ var browserSnippets = []string{
 	`<!DOCTYPE html><style>p{width:100px;width:calc(10px + 1em)}p{background:url(x.png) red;background-color:blue}</style><p>x</p>`,
 	`<!DOCTYPE html><style>:root{--c:red}p{color:var(--c)}li:nth-child(2n){color:blue}li:not(:first-child){margin:1px}</style><p>x</p><ul><li>1<li>2<li>3</ul>`,
 	`<!DOCTYPE html><style>td{color:red}</style><table><td>1<td>2</table><svg><rect/></svg>`,
+	`<style>body{margin:0}body:not([x-sg-3]){color:red}</style><p>a</p><body style="padding:0"><body class=b>x`,
+	// A nested rule's own declarations are inlined; what is nested stays
+	// in <style> and, like a top-level @media rule, loses to inlined
+	// declarations unless it is !important.
+	`<!DOCTYPE html><style>.n{color:red;.c{color:blue}}.n2{color:green;@media (min-width:1px){color:olive !important}}</style><p class="n"><b class="c">x</b></p><p class="n2">y</p>`,
 }
 
 // styleDiff names the properties that differ between two serialised

@@ -101,28 +101,36 @@ func (d *document) walk(n *html.Node, hidden bool) {
 	}
 }
 
-// bind reads and removes the marker attribute of n and ties n to its start
+// bind reads and removes the marker attributes of n and ties n to its start
 // tag. It returns the start tag's index, or -1 when n has none (an element
 // the parser created, a clone made by the adoption agency, a marker that
-// does not name a start tag of the same name).
+// does not name a start tag of the same name). An html or body element can
+// hold several markers, merged from repeated tags: the first one is the
+// tag that created it or first gave it attributes.
 func (d *document) bind(n *html.Node) int {
-	for i, a := range n.Attr {
+	idx, found := -1, false
+	for i := 0; i < len(n.Attr); {
+		a := n.Attr[i]
 		if !strings.HasPrefix(a.Key, d.scan.prefix) || a.Namespace != "" {
+			i++
 			continue
 		}
 		n.Attr = append(n.Attr[:i], n.Attr[i+1:]...)
-		idx, err := strconv.Atoi(a.Key[len(d.scan.prefix):])
-		if err != nil || idx < 0 || idx >= len(d.scan.tags) || a.Val != "" {
-			return -1
+		if found {
+			continue
 		}
-		t := &d.scan.tags[idx]
+		found = true
+		v, err := strconv.Atoi(a.Key[len(d.scan.prefix):])
+		if err != nil || v < 0 || v >= len(d.scan.tags) || a.Val != "" {
+			continue
+		}
+		t := &d.scan.tags[v]
 		if t.node != nil || !equalFoldBytes(d.src[t.start+1:t.nameEnd], []byte(n.Data)) {
-			return -1
+			continue
 		}
-		t.node = n
-		return idx
+		t.node, idx = n, v
 	}
-	return -1
+	return idx
 }
 
 // loadSheets parses the <style> elements that take part in inlining.

@@ -213,6 +213,11 @@ func TestElementMapping(t *testing.T) {
 			`<style>.t{color:red}</style><template><p class="t">x</p></template>`},
 		// A second <body> tag merges into the first.
 		{`<style>body{margin:0}</style><body class=a><body class=b>x`, `<body class=a style="margin: 0"><body class=b>x`},
+		// An implicit body takes the attributes of a later <body> tag.
+		// A selector naming a marker-like attribute moves the marker
+		// prefix, so it sees only the author's attributes.
+		{`<style>body{margin:0}body:not([x-sg-3]){color:red}</style><p>a</p><body style="padding:0"><body class=b>x`,
+			`<p>a</p><body style="margin: 0; color: red; padding: 0"><body class=b>x`},
 		// SVG elements take style attributes; the svg <style> is left.
 		{`<style>rect{fill:red}</style><svg><style>rect{fill:blue}</style><rect/></svg>`,
 			`<svg><style>rect{fill:blue}</style><rect style="fill: red"/></svg>`},
