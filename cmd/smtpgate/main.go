@@ -78,19 +78,49 @@ func newServe() *cobra.Command {
 }
 
 func newCheck() *cobra.Command {
-	return &cobra.Command{
+	var explain bool
+	var login, message string
+	cmd := &cobra.Command{
 		Use:   "check POLICY",
 		Short: "Validate a policy file: prints ok, or every problem as file:line:col: message",
-		Args:  cobra.ExactArgs(1),
+		Long: `Validate a policy file: prints ok, or every problem as file:line:col: message.
+
+With --explain --login L --message FILE it also runs FILE through the content
+features exactly as a submission by login L would (nothing is stored or sent)
+and prints the resolved features and why: the policy's value, each directive
+header applied or refused, and what the transforms would change.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := policy.Load(args[0], policy.Options{}); err != nil {
+			pol, err := policy.Load(args[0], policy.Options{})
+			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), strings.TrimRight(err.Error(), "\n"))
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "ok")
+			if !explain {
+				fmt.Fprintln(cmd.OutOrStdout(), "ok")
+				return nil
+			}
+			if login == "" || message == "" {
+				err := errors.New("--explain needs --login and --message")
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return err
+			}
+			raw, err := os.ReadFile(message)
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return err
+			}
+			if err := app.Explain(cmd.OutOrStdout(), pol, login, raw); err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return err
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&explain, "explain", false, "explain the features for --login and --message")
+	cmd.Flags().StringVar(&login, "login", "", "credential name, with --explain")
+	cmd.Flags().StringVar(&message, "message", "", "an RFC 5322 message file, with --explain")
+	return cmd
 }
 
 func newHashPassword() *cobra.Command {
