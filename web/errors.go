@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,16 +43,16 @@ func writeError(w http.ResponseWriter, status int, message string) {
 
 // writeJSON writes v as a JSON answer with the given status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshalJSON(v)
 	if err != nil {
 		// Only our own types reach here; none can fail to marshal.
-		status, b = http.StatusInternalServerError, []byte(`{"status":500,"error":"Internal Server Error","message":"internal error"}`)
+		status, b = http.StatusInternalServerError, []byte(`{"status":500,"error":"Internal Server Error","message":"internal error"}`+"\n")
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Del("Content-Disposition")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }
 
 // fail answers err: a client error as itself, store.ErrNotFound as 404, a
@@ -77,11 +78,15 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// marshalJSON encodes v with a trailing newline, like writeJSON.
+// marshalJSON encodes v with a trailing newline and without escaping &, <
+// and > (answers are served as application/json with nosniff, and Mailsac
+// writes URLs as they are).
 func marshalJSON(v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("encode JSON: %w", err)
 	}
-	return append(b, '\n'), nil
+	return b.Bytes(), nil
 }

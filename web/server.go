@@ -135,8 +135,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	}
-	handler, pattern := s.mux.Handler(r)
-	if pattern == "" {
+	if handler, pattern := s.mux.Handler(r); pattern == "" {
 		// ServeMux answers unrouted requests (404, 405, and redirects to
 		// cleaned paths) in plain text; keep its status and headers but
 		// answer API clients in JSON.
@@ -150,7 +149,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	handler.ServeHTTP(w, r)
+	// ServeMux.ServeHTTP, not the handler found above: it also sets the
+	// request's path values.
+	s.mux.ServeHTTP(w, r)
 }
 
 // statusRecorder captures what ServeMux's fallback handlers would answer.
