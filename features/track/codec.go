@@ -1,17 +1,3 @@
-// Package track implements click, open and bounce tracking for smtpgate as
-// pure transforms plus the HTTP handler that redeems tracking tokens.
-//
-// A tracking token is a signed, self-contained record (kind, message id,
-// recipient, issue time and, for clicks, the original URL), so redeeming a
-// click needs no database read and survives the loss of the database: see
-// Codec. Rewriter turns the links of an HTML or text part into
-// {PublicURL}/c/{token} and adds an open pixel {PublicURL}/o/{token}; the
-// Handler returned by NewHandler answers those URLs and hands an Event to a
-// one-method Recorder. Nothing here touches the network or the store.
-//
-// Tokens are signed, not encrypted: anyone holding a link can read the
-// recipient address and the destination URL inside it (they are the
-// recipient's own address and a URL from the recipient's own mail).
 package track
 
 import (
@@ -85,9 +71,10 @@ const tagLen = 16
 // alike (the HTTP handler answers 404), so no finer error is exposed.
 var ErrBadToken = errors.New("track: bad token")
 
-// encoding is unpadded URL-safe base64. Strict rejects non-zero padding bits,
-// and Open rejects every byte outside the alphabet before decoding (the
-// decoder would skip CR and LF), so each token has exactly one spelling.
+// encoding is unpadded URL-safe base64 (read-only). Strict rejects non-zero
+// padding bits, and Open rejects every byte outside the alphabet before
+// decoding (the decoder would skip CR and LF), so each token has exactly one
+// spelling.
 var encoding = base64.RawURLEncoding.Strict()
 
 // Codec signs and opens tracking tokens with HMAC-SHA256. Each Kind uses its
@@ -145,6 +132,8 @@ func (m *macState) tag(payload []byte) []byte {
 // then uvarint length + bytes of MessageID, Recipient and (click tokens only)
 // URL, then the 16-byte tag over all of that. Seal returns "" for a Kind
 // that is not one of the declared constants; such a string never opens.
+// Seal does not limit sizes: a result longer than MaxTokenLen never opens
+// either, which is why Rewriter leaves such links untracked.
 func (c *Codec) Seal(t Token) string {
 	if !t.Kind.valid() {
 		return ""

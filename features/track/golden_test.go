@@ -150,10 +150,7 @@ func skeleton(doc []byte) string {
 		}
 		for _, a := range s.attrs {
 			key := string(asciiLower(doc[a.keyStart:a.keyEnd]))
-			drop := false
-			for _, oa := range optOutAttrs {
-				drop = drop || key == oa.key
-			}
+			_, drop := optOut(doc[a.keyStart:a.keyEnd])
 			switch {
 			case drop:
 				sb.Write(doc[last:a.wsStart])

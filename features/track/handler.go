@@ -2,6 +2,7 @@ package track
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -82,16 +83,17 @@ func NewHandler(c *Codec, rec Recorder, log *zap.Logger, opts ...HandlerOption) 
 	return h
 }
 
-// pixelGIF is a 1×1 transparent GIF89a (43 bytes).
-var pixelGIF = [43]byte{
-	'G', 'I', 'F', '8', '9', 'a', // header
-	1, 0, 1, 0, 0x80, 0, 0, // logical screen 1×1, 2-colour global table
-	0, 0, 0, 0xff, 0xff, 0xff, // palette: black, white
-	0x21, 0xf9, 4, 1, 0, 0, 0, 0, // graphic control: index 0 transparent
-	0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, // image descriptor 1×1
-	2, 2, 0x44, 1, 0, // LZW min code size 2, one 2-byte block, end
-	0x3b, // trailer
-}
+// pixelGIF is a 1×1 transparent GIF89a (43 bytes): header, logical screen
+// 1×1 with a 2-colour global table (black, white), a graphic control
+// extension making index 0 transparent, a 1×1 image descriptor, LZW data
+// (minimum code size 2, one 2-byte block) and the trailer.
+const pixelGIF = "GIF89a" +
+	"\x01\x00\x01\x00\x80\x00\x00" +
+	"\x00\x00\x00\xff\xff\xff" +
+	"\x21\xf9\x04\x01\x00\x00\x00\x00" +
+	"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00" +
+	"\x02\x02\x44\x01\x00" +
+	"\x3b"
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -153,7 +155,7 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request, tok string) {
 	hd.Set("Expires", "0")
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
-		if _, err := w.Write(pixelGIF[:]); err != nil {
+		if _, err := io.WriteString(w, pixelGIF); err != nil {
 			h.log.Debug("write pixel", zap.Error(err))
 		}
 	}

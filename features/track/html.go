@@ -112,17 +112,23 @@ func (j *job) click(u string, quote byte) ([]byte, bool) {
 	return j.arena[start:len(j.arena):len(j.arena)], true
 }
 
-// Vendor per-link opt-out attributes. Each is removed from the tag wherever
-// it appears; the link stays untracked when the value says so.
-var optOutAttrs = [...]struct {
-	key   string
-	value string // "" means presence alone opts out; otherwise the value, any case
-}{
-	{"clicktracking", "off"},      // SendGrid
-	{"data-pm-no-track", ""},      // Postmark
-	{"disable-tracking", "true"},  // Mailgun
-	{"ses:no-track", ""},          // Amazon SES
-	{"data-msys-clicktrack", "0"}, // SparkPost
+// optOut reports whether key names a vendor per-link opt-out attribute and,
+// if so, the value that opts out ("" when presence alone does). Such
+// attributes are removed from every <a>; the link stays untracked only when
+// the value says so.
+func optOut(key []byte) (value string, ok bool) {
+	for _, a := range [...]struct{ key, value string }{
+		{"clicktracking", "off"},      // SendGrid
+		{"data-pm-no-track", ""},      // Postmark
+		{"disable-tracking", "true"},  // Mailgun
+		{"ses:no-track", ""},          // Amazon SES
+		{"data-msys-clicktrack", "0"}, // SparkPost
+	} {
+		if asciiEqualFold(key, a.key) {
+			return a.value, true
+		}
+	}
+	return "", false
 }
 
 // edit replaces in[start:end] with repl in the output.
@@ -144,12 +150,13 @@ type pendingLink struct {
 // longer text cannot be a trackable URL.
 const maxLinkText = 4 * MaxTokenLen
 
-// RewriteHTML rewrites every trackable <a href> in html to a tracking link
-// and returns the result with the number of links rewritten. It tokenizes
-// html as x/net/html would (see scanner) and splices only href values (and
-// removes vendor opt-out attributes), so every other byte is kept: DOCTYPE,
-// entities, attribute order and quoting, comments, whitespace, invalid
-// markup. html must be UTF-8 (decode the MIME part first).
+// RewriteHTML rewrites every trackable <a href> of the HTML document in to
+// a tracking link and returns the result (always a new slice) with the
+// number of links rewritten. It tokenizes the document as x/net/html would
+// (see scanner) and splices only href values (and removes vendor opt-out
+// attributes), so every other byte is kept: DOCTYPE, entities, attribute
+// order and quoting, comments, whitespace, invalid markup. The document
+// must be UTF-8: decode the MIME part first.
 //
 // Rules:
 //   - Only <a> tags with an absolute http:// or https:// href (trimmed,
@@ -168,9 +175,8 @@ const maxLinkText = 4 * MaxTokenLen
 //     tokenizer, and rewriting markup inside it would mean a second,
 //     Outlook-specific parser whose mistakes break exactly the mails that
 //     are hardest to test; an untracked Outlook button costs only a count.
-//     Content between
-//     <!--[if !mso]><!--> and <!--<![endif]--> or <![if !mso]>…<![endif]> is
-//     ordinary markup and is tracked.
+//     Content between <!--[if !mso]><!--> and <!--<![endif]--> or between
+//     <![if !mso]> and <![endif]> is ordinary markup and is tracked.
 //   - With o.PreventScam, a link whose visible text (trimmed, any case, with
 //     or without scheme and trailing slash) is its own URL is left alone.
 //   - <area>, <base> and <form action> are not rewritten.
@@ -230,7 +236,7 @@ func isAnchor(name []byte) bool { return asciiEqualFold(name, "a") }
 // adds the edits that always apply (opt-out attribute removals, +notrack
 // fix-ups) to j and returns the href edit of a tracked link, or nil.
 func (j *job) anchor(in []byte, attrs []attr) *pendingLink {
-	optOut, href := false, -1
+	skip, href := false, -1
 	var drop []int
 	for i := range attrs {
 		a := &attrs[i]
@@ -239,13 +245,10 @@ func (j *job) anchor(in []byte, attrs []attr) *pendingLink {
 			href = i
 			continue
 		}
-		for _, oa := range optOutAttrs {
-			if !asciiEqualFold(key, oa.key) {
-				continue
-			}
+		if want, ok := optOut(key); ok {
 			drop = append(drop, i)
-			if a.saved && (oa.value == "" || strings.EqualFold(strings.TrimSpace(unescapeAttr(in[a.valStart:a.valEnd])), oa.value)) {
-				optOut = true
+			if a.saved && (want == "" || strings.EqualFold(strings.TrimSpace(unescapeAttr(in[a.valStart:a.valEnd])), want)) {
+				skip = true
 			}
 		}
 	}
@@ -263,7 +266,7 @@ func (j *job) anchor(in []byte, attrs []attr) *pendingLink {
 		j.edits = append(j.edits, edit{a.valStart, a.valEnd, []byte(v)})
 		return nil
 	}
-	if optOut {
+	if skip {
 		return nil
 	}
 	q := byte('"')
@@ -317,6 +320,9 @@ func splice(in []byte, edits []edit) []byte {
 	out := make([]byte, 0, len(in)+max(grow, 0))
 	last := 0
 	for _, e := range edits {
+		if e.start < last {
+			continue // overlapping edits are a bug; FuzzRewriteHTML looks for them
+		}
 		out = append(out, in[last:e.start]...)
 		out = append(out, e.repl...)
 		last = e.end
@@ -341,11 +347,12 @@ func normURLText(s string) string {
 // pixelTag is the open pixel; %s is the escaped pixel URL.
 const pixelTag = `<img src="%s" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px" />`
 
-// AddPixel inserts the open-tracking pixel {PublicURL}/o/{token} right
-// before the last </body> tag (any case) that is real markup, not inside a
-// comment, <script>, <style>, <textarea> or <title>; without one the pixel
-// is appended at the end. Every other byte is kept. A misconfigured Rewriter
-// (see NewRewriter) returns a copy of html unchanged.
+// AddPixel returns a copy of the HTML document in with the open-tracking
+// pixel {PublicURL}/o/{token} inserted right before the last </body> tag
+// (any case) that is real markup, not inside a comment, <script>, <style>,
+// <textarea> or <title>; without one the pixel is appended at the end. Every
+// other byte is kept. A misconfigured Rewriter (see NewRewriter) returns an
+// unchanged copy.
 func (r *Rewriter) AddPixel(in []byte, o Options) []byte {
 	base, err := r.base()
 	if err != nil {

@@ -187,8 +187,16 @@ func tagNameEnd(in []byte, i int) int {
 	return i
 }
 
-// rawTags are the elements whose content x/net/html reads as raw text.
-var rawTags = [...]string{"iframe", "noembed", "noframes", "noscript", "plaintext", "script", "style", "textarea", "title", "xmp"}
+// rawTag returns the lower-case name if name (any case) is an element
+// whose content x/net/html reads as raw text, else "".
+func rawTag(name []byte) string {
+	for _, t := range [...]string{"iframe", "noembed", "noframes", "noscript", "plaintext", "script", "style", "textarea", "title", "xmp"} {
+		if asciiEqualFold(name, t) {
+			return t
+		}
+	}
+	return ""
+}
 
 // readStartTag reads a start tag whose '<' is at lt.
 func (s *scanner) readStartTag(lt int) tokenKind {
@@ -200,12 +208,7 @@ func (s *scanner) readStartTag(lt int) tokenKind {
 	if !ok {
 		return s.eof()
 	}
-	for _, t := range rawTags {
-		if asciiEqualFold(name, t) {
-			s.rawTag = t
-			break
-		}
-	}
+	s.rawTag = rawTag(name)
 	s.pos = end
 	return s.emit(tokStartTag, end)
 }

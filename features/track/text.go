@@ -10,8 +10,9 @@ import (
 // (UTF-8) into tracking links and returns the result with the number of
 // URLs rewritten.
 //
-// A URL starts at a scheme not glued to a preceding letter ("xhttp://" is
-// not one) and runs to whitespace (ASCII or Unicode), a control character,
+// A URL starts at a scheme not glued to a preceding letter, digit, '+', '-'
+// or '.' ("xhttp://" is not one) and runs to whitespace (ASCII or Unicode),
+// a control character, invalid UTF-8,
 // '<', '>' or '"', so "<https://x>" keeps its brackets. Trailing . , ; : ! ?
 // ' and * are not part of it, nor is a trailing ')' or ']' without a matching
 // opener inside the URL, so "(see https://en.wikipedia.org/wiki/Go_(game))."
