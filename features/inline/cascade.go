@@ -80,7 +80,7 @@ func (bs *buckets) add(b bucket, ref selRef) {
 type cascadeState struct {
 	cands, matched []selRef
 	entries, out   []entry
-	winners        map[string]int
+	winners        []int // by decl.id: index in entries of the winner, or -1
 	inline         []decl
 	toks           []tok
 	attrs          []rawAttr
@@ -103,7 +103,7 @@ func (d *document) cascade() {
 			}
 		}
 	}
-	st := cascadeState{winners: map[string]int{}}
+	st := cascadeState{}
 	for _, e := range d.elems {
 		d.matchElement(&bs, &st, e.n)
 		if len(st.matched) == 0 {
@@ -225,10 +225,10 @@ func (d *document) resolve(st *cascadeState, e elem) {
 	if len(st.entries) == 0 {
 		return
 	}
-	style, hasStyle := attrValue(e.n, "style")
-	if hasStyle {
-		st.toks = lexCSS([]byte(style), st.toks[:0])
-		st.inline, _ = d.p.parseDecls([]byte(style), st.toks, 0, len(st.toks), st.inline[:0])
+	if style, ok := attrValue(e.n, "style"); ok {
+		b := []byte(style)
+		st.toks = lexCSS(b, st.toks[:0])
+		st.inline, _ = d.p.parseDecls(b, st.toks, 0, len(st.toks), st.inline[:0])
 		for di := range st.inline {
 			lv := levelInline
 			if st.inline[di].important {
@@ -240,23 +240,28 @@ func (d *document) resolve(st *cascadeState, e elem) {
 	// The winner of each property, then every declaration of that
 	// property from the winner's own block and level (fallbacks such as
 	// "width:100%; width:-webkit-fill-available" survive), in cascade order.
-	clear(st.winners)
+	for len(st.winners) < len(d.p.names) {
+		st.winners = append(st.winners, -1)
+	}
 	for i, en := range st.entries {
-		w, ok := st.winners[en.d.name]
-		if !ok || compareEntries(st.entries[w], en) < 0 {
-			st.winners[en.d.name] = i
+		w := st.winners[en.d.id]
+		if w < 0 || compareEntries(st.entries[w], en) < 0 {
+			st.winners[en.d.id] = i
 		}
 	}
 	st.out = st.out[:0]
 	fromSheet := false
 	for _, en := range st.entries {
-		w := st.entries[st.winners[en.d.name]]
+		w := st.entries[st.winners[en.d.id]]
 		if en.level == w.level && en.order == w.order {
 			st.out = append(st.out, en)
 			if en.order != inlineOrder {
 				fromSheet = true
 			}
 		}
+	}
+	for _, en := range st.entries {
+		st.winners[en.d.id] = -1
 	}
 	if !fromSheet {
 		return
@@ -351,8 +356,12 @@ func appendValue(b, v []byte) []byte {
 			}
 			i = end + 1
 		default:
-			b = appendEscaped(b, v[i:i+1])
-			i++
+			j := i + 1
+			for j < len(v) && v[j] != '\\' && v[j] != '"' && v[j] != '\'' {
+				j++
+			}
+			b = appendEscaped(b, v[i:j])
+			i = j
 		}
 	}
 	return b

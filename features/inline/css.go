@@ -68,6 +68,7 @@ type rule struct {
 // decl is one valid declaration.
 type decl struct {
 	name      string // lower case, except custom properties (--x)
+	id        int    // name interned by cssParser.intern
 	value     []byte // as written, comments dropped, white space collapsed
 	important bool
 }
@@ -117,6 +118,20 @@ type cssParser struct {
 	toks   []tok
 	stack  []css.TokenType
 	quirks bool // the document is in quirks mode: lower-case class and id selectors
+	names  map[string]int
+}
+
+// intern returns the small integer standing for the property name.
+func (p *cssParser) intern(name string) int {
+	id, ok := p.names[name]
+	if !ok {
+		if p.names == nil {
+			p.names = map[string]int{}
+		}
+		id = len(p.names)
+		p.names[name] = id
+	}
+	return id
 }
 
 // skipBlock returns the index after the token that closes the block opened
@@ -253,6 +268,7 @@ func (p *cssParser) parseDecls(src []byte, t []tok, lo, hi int, out []decl) (dec
 			nested = true // "div { ... }" or "&:hover { ... }" inside a rule
 		} else if t[i].tt == css.IdentToken || custom {
 			if d, ok := parseDecl(src, t[i:j]); ok {
+				d.id = p.intern(d.name)
 				out = append(out, d)
 			}
 		}
