@@ -20,6 +20,9 @@ func applyEdits(src []byte, edits []edit) []byte {
 	out := make([]byte, 0, size)
 	pos := 0
 	for _, e := range edits {
+		if e.start < pos {
+			continue // overlapping edits cannot be produced; never apply one
+		}
 		out = append(out, src[pos:e.start]...)
 		out = append(out, e.text...)
 		pos = e.end

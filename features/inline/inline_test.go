@@ -270,6 +270,7 @@ func TestQuirksMode(t *testing.T) {
 		{`<!DOCTYPE html PUBLIC "unterminated>`, true},
 		{"<!-- c -->\n<!DOCTYPE html>", false},
 		{"<p>x</p><!DOCTYPE html>", true},
+		{"\ufeff<!DOCTYPE html>", false},
 	} {
 		d := newDocument([]byte(c.doctype + "<style></style>"))
 		if got := quirksDoctype(d.scan.doctype); got != c.quirks {

@@ -75,7 +75,11 @@ func scanHTML(src []byte) scanResult {
 				r.doctype, started = src[off:off+n], true
 			case html.CommentToken:
 			case html.TextToken:
-				started = len(bytes.Trim(src[off:off+n], htmlSpace)) > 0
+				text := src[off : off+n]
+				if off == 0 {
+					text = bytes.TrimPrefix(text, []byte("\ufeff")) // a browser drops the BOM
+				}
+				started = len(bytes.Trim(text, htmlSpace)) > 0
 			default:
 				started = true
 			}
