@@ -7,6 +7,24 @@
 // Bearer, or the _mailsacKey query parameter) that a KeyResolver maps to a
 // store.Scope. A message outside the key's scope is answered exactly like a
 // message that does not exist (404), so message ids cannot be probed.
+// Every error is JSON: {"status": 404, "error": "Not Found", "message": "..."}.
+//
+// Routes (all under /api, as Mailsac's base URL https://mailsac.com/api):
+//
+//	GET    /api/me                                        the key's logins
+//	GET    /api/addresses/{email}/messages                ?limit= ?until= ?before=
+//	GET    /api/addresses/{email}/messages/{id}           one message object
+//	DELETE /api/addresses/{email}/messages/{id}
+//	GET    /api/addresses/{email}/messages/{id}/headers   ?messageHeadersFormat=json|json-ordered|plain
+//	GET    /api/addresses/{email}/messages/{id}/attachments[/{md5|cid|filename}]
+//	GET    /api/raw/{email}/{id}                          ?original=1 for the message as submitted
+//	GET    /api/text/{email}/{id}
+//	GET    /api/body/{email}/{id}                         sanitised HTML
+//	GET    /api/dirty/{email}/{id}                        HTML as sent, sandboxed
+//	GET    /api/headers/{email}/{id}                      alias of the headers route
+//	GET    /healthz
+//
+// The content routes take ?download=1 to answer as a file download.
 package web
 
 import (
@@ -38,8 +56,6 @@ type Config struct {
 	// MaxUntilScan bounds how many inbox entries one ?until= listing may
 	// skip before it gives up with 400 (default 100,000).
 	MaxUntilScan int
-	// Now returns the current time; tests may pin it (default time.Now).
-	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -54,9 +70,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxUntilScan <= 0 {
 		c.MaxUntilScan = 100_000
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 	return c
 }

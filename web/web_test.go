@@ -612,3 +612,35 @@ func wantHeader(t *testing.T, rec *httptest.ResponseRecorder, key, want string) 
 		t.Errorf("%s: %q, want %q", key, got, want)
 	}
 }
+
+// TestRawOriginal: /api/raw serves the message as stored, and with
+// ?original=1 the message as the client submitted it, when it differs.
+func TestRawOriginal(t *testing.T) {
+	f := newFixture(t, nil)
+	raw := readMessage(t, "welcome.eml")
+	original := bytes.Replace(raw, []byte("X-Custom: first\r\n"), []byte("X-Smtpgate-Trackclicks: true\r\nX-Custom: first\r\n"), 1)
+	sum, err := summary.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &store.Message{ID: store.NewID(t0), Login: "alice", Route: store.RouteCapture,
+		Recipients: []string{"alice@example.com"}, Received: t0, Size: int64(len(raw)),
+		Raw: raw, Original: original, Summary: sum}
+	if err := f.st.Accept(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	plain := f.accept("alice", "", t0, readMessage(t, "plain.eml"), "alice@example.com")
+	for _, tc := range []struct {
+		id, query string
+		want      []byte
+	}{
+		{m.ID, "", raw},
+		{m.ID, "?original=1", original},
+		{plain.ID, "?original=1", plain.Raw}, // no Original stored: the raw message
+	} {
+		rec := f.do("GET", "/api/raw/alice@example.com/"+tc.id+tc.query, keyAlice)
+		if rec.Code != 200 || !bytes.Equal(rec.Body.Bytes(), tc.want) {
+			t.Errorf("raw %s%s: status %d, %d bytes, want %d", tc.id, tc.query, rec.Code, rec.Body.Len(), len(tc.want))
+		}
+	}
+}
