@@ -42,6 +42,18 @@ type Message struct {
 
 	Summary summary.Summary // parsed view of Raw
 	Tags    []string
+
+	// ReturnPath is the envelope sender for delivery when it differs from
+	// MailFrom (the VERP address of bounce tracking); "" means MailFrom.
+	ReturnPath string
+	Metadata   map[string]string // from metadata directives; carried into events and webhooks
+	SendAt     time.Time         // hold delivery until then; zero means now
+	Processing Processing        // what the content features did
+
+	// Events are committed with the message by Accept (captured, queued,
+	// directive outcomes); Accept sets their Seq, MessageID and Login. Not
+	// filled in by reads: use EventStore.Events.
+	Events []*Event
 }
 
 // Scope restricts what a reader may see: the logins whose mail it may read.
