@@ -45,20 +45,19 @@ type attr struct {
 	saved            bool // x/net would report it: non-empty name, first of that name
 }
 
-// scanner walks over in. After next, kind, start and end describe the
-// token; for tags nameStart/nameEnd delimit the name, and for start tags
-// scanned with wantAttrs, attrs lists the attributes.
+// scanner walks over in. After next, start and end delimit the token; for
+// tags nameStart/nameEnd delimit the name, and for start tags selected by
+// wantAttrs, attrs lists the attributes.
 type scanner struct {
 	in      []byte
 	pos     int
 	rawTag  string // the raw text element whose content comes next, or ""
 	rawText bool   // the current text token is raw text (script, style, …)
 
-	kind               tokenKind
 	start, end         int
 	nameStart, nameEnd int
 	attrs              []attr
-	// wantAttrs says, for a start tag's lower-case name, whether to fill
+	// wantAttrs says, for a start tag's name as written, whether to fill
 	// attrs; nil means never.
 	wantAttrs func(name []byte) bool
 }
@@ -72,7 +71,7 @@ func (s *scanner) next() tokenKind {
 	in, start := s.in, s.pos
 	s.start, s.rawText = start, false
 	if start >= len(in) {
-		s.kind, s.end = tokEOF, start
+		s.end = start
 		return tokEOF
 	}
 	if s.rawTag != "" {
@@ -150,7 +149,7 @@ func (s *scanner) next() tokenKind {
 }
 
 func (s *scanner) emit(k tokenKind, end int) tokenKind {
-	s.kind, s.end = k, end
+	s.end = end
 	return k
 }
 
@@ -166,7 +165,7 @@ func (s *scanner) emitText(end int) tokenKind {
 // ErrorToken for a tag cut off by the end of input).
 func (s *scanner) eof() tokenKind {
 	s.pos = len(s.in)
-	s.kind, s.end = tokEOF, s.start
+	s.end = s.start
 	return tokEOF
 }
 
