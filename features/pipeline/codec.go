@@ -94,7 +94,10 @@ func isUTF8Label(l string) bool {
 // do), then the IANA names go-message knows. The WHATWG "replacement"
 // encoding, which would turn the whole text into U+FFFD, counts as unknown.
 func charsetDecoder(label string) (func([]byte) ([]byte, error), error) {
-	if enc, err := htmlindex.Get(label); err == nil && enc != encoding.Replacement {
+	if enc, err := htmlindex.Get(label); err == nil {
+		if enc == encoding.Replacement {
+			return nil, fmt.Errorf("unknown charset %q", label)
+		}
 		return enc.NewDecoder().Bytes, nil
 	}
 	if _, err := charset.Reader(label, bytes.NewReader(nil)); err != nil {

@@ -55,16 +55,41 @@ func (p *part) label() string {
 	return "part " + p.path + " (" + p.mediaType + ")"
 }
 
+// maxNotes bounds Output.Notes; one more says how many were dropped.
+const maxNotes = 32
+
+// notes collects the notes of one message.
+type notes struct {
+	list    []string
+	dropped int
+}
+
+func (n *notes) add(s string) {
+	if len(n.list) >= maxNotes {
+		n.dropped++
+		return
+	}
+	n.list = append(n.list, s)
+}
+
+// result returns the notes, with a last one counting those dropped.
+func (n *notes) result() []string {
+	if n.dropped > 0 {
+		return append(n.list, strconv.Itoa(n.dropped)+" more notes dropped")
+	}
+	return n.list
+}
+
 // parser builds the MIME tree of one message.
 type parser struct {
 	raw   []byte
 	parts int
-	notes *[]string
+	notes *notes
 	// wideNoted and deepNoted keep the limit notes to one per message.
 	wideNoted, deepNoted bool
 }
 
-func (ps *parser) note(s string) { *ps.notes = append(*ps.notes, s) }
+func (ps *parser) note(s string) { ps.notes.add(s) }
 
 // build classifies p (whose header is parsed) and, for a multipart, splits
 // and builds its parts. digest is true inside a multipart/digest, where the
@@ -139,7 +164,7 @@ func (ps *parser) multipart(p *part, depth int) {
 		return
 	}
 	boundary := p.params["boundary"]
-	ranges, why := splitMultipart(ps.raw[p.bodyStart:p.end], boundary)
+	ranges, total, why := splitMultipart(ps.raw[p.bodyStart:p.end], boundary, maxParts-ps.parts)
 	if why != "" {
 		p.kind = kindOpaque
 		ps.note(p.label() + ": " + why + ", left as is")
@@ -154,14 +179,11 @@ func (ps *parser) multipart(p *part, depth int) {
 		rootIndex = -1
 	}
 	p.children = make([]*part, 0, len(ranges))
+	if total > len(ranges) && !ps.wideNoted {
+		ps.wideNoted = true
+		ps.note("more than " + strconv.Itoa(maxParts) + " parts: part " + childPath(p.path, len(ranges)) + " and the ones after it left as is")
+	}
 	for i, r := range ranges {
-		if ps.parts >= maxParts {
-			if !ps.wideNoted {
-				ps.wideNoted = true
-				ps.note("more than " + strconv.Itoa(maxParts) + " parts: part " + childPath(p.path, i) + " and the ones after it left as is")
-			}
-			break
-		}
 		ps.parts++
 		start, end := p.bodyStart+r[0], p.bodyStart+r[1]
 		c := &part{path: childPath(p.path, i), start: start, end: end}
@@ -195,16 +217,18 @@ func childPath(path string, i int) string {
 // splitMultipart finds the parts of a multipart body: each range is a part's
 // header and body, without the line break that belongs to the next
 // delimiter. The preamble, the delimiter lines and the epilogue are outside
-// every range. A body it cannot split without guessing gives no ranges and
-// the reason: no boundary, no delimiter, no close delimiter, or a line that
-// starts like a delimiter but is not one (parsers disagree on those).
-func splitMultipart(body []byte, boundary string) ([][2]int, string) {
+// every range. It returns at most limit ranges, and the number of parts. A
+// body it cannot split without guessing gives no ranges and the reason: no
+// boundary, no delimiter, no close delimiter, or a line that starts like a
+// delimiter but is not one (parsers disagree on those).
+func splitMultipart(body []byte, boundary string, limit int) ([][2]int, int, string) {
 	if boundary == "" {
-		return nil, "multipart without a boundary"
+		return nil, 0, "multipart without a boundary"
 	}
 	if len(boundary) > maxBoundary {
-		return nil, "multipart boundary longer than " + strconv.Itoa(maxBoundary) + " characters"
+		return nil, 0, "multipart boundary longer than " + strconv.Itoa(maxBoundary) + " characters"
 	}
+	total := 0
 	delim := make([]byte, 0, len(boundary)+2)
 	delim = append(append(delim, "--"...), boundary...)
 	var ranges [][2]int
@@ -240,9 +264,12 @@ func splitMultipart(body []byte, boundary string) ([][2]int, string) {
 			lineEnd = k + 2
 		}
 		if lineEnd < 0 {
-			return nil, "a line starts with the boundary but is not a delimiter"
+			return nil, 0, "a line starts with the boundary but is not a delimiter"
 		}
 		if partStart >= 0 {
+			total++
+		}
+		if partStart >= 0 && len(ranges) < limit {
 			end := pos
 			if end > partStart && body[end-1] == '\n' {
 				end--
@@ -254,17 +281,17 @@ func splitMultipart(body []byte, boundary string) ([][2]int, string) {
 		}
 		if closing {
 			if partStart < 0 {
-				return nil, "multipart closes before its first part"
+				return nil, 0, "multipart closes before its first part"
 			}
-			return ranges, ""
+			return ranges, total, ""
 		}
 		partStart = lineEnd
 		i = lineEnd
 	}
 	if partStart < 0 {
-		return nil, "multipart body has no delimiter line"
+		return nil, 0, "multipart body has no delimiter line"
 	}
-	return nil, "multipart has no close delimiter"
+	return nil, 0, "multipart has no close delimiter"
 }
 
 // isDelimiterFollower reports whether c, right after "--boundary" at the

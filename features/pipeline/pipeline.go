@@ -85,7 +85,7 @@ type Input struct {
 
 // Output is the transformed message and what happened to it.
 type Output struct {
-	Raw        []byte            `json:"-"`         // the message to store and deliver
+	Raw        []byte            `json:"-"`         // the message to store and deliver; Input.Raw itself when unchanged
 	Changed    bool              `json:"changed"`   // Raw differs from Input.Raw
 	MailFrom   string            `json:"mail_from"` // envelope sender to use (VERP when bounce tracking ran)
 	Directives directives.Result `json:"directives"`
@@ -126,10 +126,11 @@ func (p *Pipeline) Apply(in Input) (*Output, error) {
 	out.Directives = res
 	set := res.Features
 
-	ps := parser{raw: in.Raw, notes: &out.Notes}
+	var ns notes
+	ps := parser{raw: in.Raw, notes: &ns}
 	ps.build(top, 0, true, false)
 
-	w := walker{p: p, raw: in.Raw, nl: lineBreak(in.Raw), set: set, out: out}
+	w := walker{p: p, raw: in.Raw, nl: lineBreak(in.Raw), set: set, out: out, notes: &ns}
 	if len(in.Recipients) == 1 {
 		w.opts.Recipient = in.Recipients[0]
 	}
@@ -162,6 +163,7 @@ func (p *Pipeline) Apply(in Input) (*Output, error) {
 	if set.TrackBounces {
 		w.bounce(in)
 	}
+	out.Notes = ns.result()
 	return out, nil
 }
 
@@ -202,10 +204,11 @@ type walker struct {
 	out   *Output
 	opts  track.Options
 	pixel *part // the main HTML body, when the open pixel is on
+	notes *notes
 }
 
 func (w *walker) note(format string, args ...any) {
-	w.out.Notes = append(w.out.Notes, fmt.Sprintf(format, args...))
+	w.notes.add(fmt.Sprintf(format, args...))
 }
 
 // walk transforms the body parts under p and marks what changed.
