@@ -197,6 +197,9 @@ func (ps *parser) multipart(p *part, depth int) {
 		}
 		p.children = append(p.children, c)
 	}
+	if rootIndex < 0 {
+		rootIndex = 0 // a start parameter that names no part: the first is the root
+	}
 	for i, c := range p.children {
 		// Only the root of a multipart/related is shown; the other parts are
 		// its resources (images, style sheets) and are never rewritten.
