@@ -48,7 +48,7 @@ type Options struct {
 type App struct {
 	opts   Options
 	log    *zap.Logger
-	pol    atomic.Pointer[policy.Policy]
+	cur    atomic.Pointer[state]
 	dev    *DevSecrets
 	cert   *certs.Holder
 	store  store.Store
@@ -56,6 +56,13 @@ type App struct {
 	web    *web.Server
 	http   *http.Server
 	httpLn net.Listener
+}
+
+// state is the policy in force and what is built from it; it is swapped as
+// a whole on reload.
+type state struct {
+	pol *policy.Policy
+	tr  *transforms
 }
 
 // New loads the policy and opens the store; nothing listens yet.
@@ -68,7 +75,11 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.pol.Store(pol)
+	tr, err := buildTransforms(pol)
+	if err != nil {
+		return nil, err
+	}
+	a.cur.Store(&state{pol: pol, tr: tr})
 	cert, err := a.loadCert(pol)
 	if err != nil {
 		return nil, err
@@ -91,8 +102,14 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	return a, nil
 }
 
-// Policy returns the policy in force (gateway.PolicySource).
-func (a *App) Policy() *policy.Policy { return a.pol.Load() }
+// Policy returns the policy in force.
+func (a *App) Policy() *policy.Policy { return a.cur.Load().pol }
+
+// Current returns the policy and pipeline in force (gateway.Source).
+func (a *App) Current() gateway.Config {
+	st := a.cur.Load()
+	return gateway.Config{Policy: st.pol, Pipeline: st.tr.pipeline}
+}
 
 // Store returns the app's store (for tests and tools).
 func (a *App) Store() store.Store { return a.store }
@@ -222,13 +239,18 @@ func (a *App) Reload() error {
 		a.log.Error("policy reload refused; keeping the policy in force", zap.Error(err))
 		return err
 	}
+	tr, err := buildTransforms(pol)
+	if err != nil {
+		a.log.Error("policy reload refused: features", zap.Error(err))
+		return err
+	}
 	cert, err := a.loadCert(pol)
 	if err != nil {
 		a.log.Error("policy reload refused: certificate", zap.Error(err))
 		return err
 	}
 	a.cert.Set(cert)
-	a.pol.Store(pol)
+	a.cur.Store(&state{pol: pol, tr: tr})
 	a.log.Info("policy reloaded", zap.Int("credentials", len(pol.Credentials)))
 	return nil
 }

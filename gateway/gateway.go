@@ -18,16 +18,26 @@ import (
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 
+	"github.com/smtpgate/smtpgate/features"
+	"github.com/smtpgate/smtpgate/features/directives"
+	"github.com/smtpgate/smtpgate/features/pipeline"
 	"github.com/smtpgate/smtpgate/policy"
 	"github.com/smtpgate/smtpgate/proxy"
 	"github.com/smtpgate/smtpgate/store"
 	"github.com/smtpgate/smtpgate/summary"
 )
 
-// PolicySource returns the policy in force; it may change between calls
-// (SIGHUP reload).
-type PolicySource interface {
-	Policy() *policy.Policy
+// Config is what the gateway works with: the policy in force and the
+// content pipeline built from it. Both change together on reload.
+type Config struct {
+	Policy   *policy.Policy
+	Pipeline *pipeline.Pipeline
+}
+
+// Source returns the Config in force; it may change between calls (SIGHUP
+// reload), and one message is handled entirely under the one it got.
+type Source interface {
+	Current() Config
 }
 
 // Notifier is told about every committed message (live UI updates, the wait
@@ -39,7 +49,7 @@ type Notifier interface {
 // Gateway implements proxy.Handler.
 type Gateway struct {
 	hostname string
-	policies PolicySource
+	source   Source
 	store    store.Store
 	notify   Notifier
 	log      *zap.Logger
@@ -47,17 +57,19 @@ type Gateway struct {
 }
 
 // New returns a Gateway. notify may be nil.
-func New(hostname string, policies PolicySource, st store.Store, notify Notifier, log *zap.Logger) *Gateway {
-	return &Gateway{hostname: hostname, policies: policies, store: st, notify: notify, log: log, now: time.Now}
+func New(hostname string, source Source, st store.Store, notify Notifier, log *zap.Logger) *Gateway {
+	return &Gateway{hostname: hostname, source: source, store: st, notify: notify, log: log, now: time.Now}
 }
 
 var _ proxy.Handler = (*Gateway)(nil)
 
-// Handle reads the message, resolves the plan and commits the message. It
-// returns the message id once the message is durable.
+// Handle reads the message, resolves the plan, runs the content features
+// and commits the message. It returns the message id once the message is
+// durable.
 func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reader) (string, error) {
+	cfg := g.source.Current()
 	login := env.Login.Name()
-	plan, err := g.policies.Policy().Resolve(login)
+	plan, err := cfg.Policy.Resolve(login)
 	if err != nil {
 		// The login authenticated against an older policy that no longer has it.
 		io.Copy(io.Discard, body) //nolint:errcheck // drain; the reply is the error below
@@ -85,9 +97,22 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 		}
 		return "", fmt.Errorf("gateway: read message: %w", err)
 	}
-	raw := buf.Bytes()
+	submitted := buf.Bytes()
 
-	sum, err := summary.Parse(raw)
+	out, err := cfg.Pipeline.Apply(pipeline.Input{
+		Raw: submitted, Base: plan.Features, Overridable: plan.Overridable,
+		MessageID: id, MailFrom: env.MailFrom, Recipients: env.Recipients,
+	})
+	if err != nil {
+		var mal *directives.MalformedError
+		if errors.As(err, &mal) {
+			g.log.Info("message refused: malformed directive", zap.String("id", id), zap.String("login", login), zap.Error(err))
+			return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: mal.Error()}
+		}
+		return "", fmt.Errorf("gateway: features: %w", err)
+	}
+
+	sum, err := summary.Parse(out.Raw)
 	if err != nil {
 		// A message whose header cannot be read is still accepted and
 		// captured; the summary stays empty and the raw bytes are kept.
@@ -103,9 +128,26 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 		Helo:       env.Helo,
 		TLS:        env.TLS != nil,
 		Received:   received.UTC(),
-		Size:       int64(len(raw)),
-		Raw:        raw,
+		Size:       int64(len(out.Raw)),
+		Raw:        out.Raw,
 		Summary:    sum,
+		Tags:       out.Directives.Tags,
+		Metadata:   out.Directives.Metadata,
+		SendAt:     out.Directives.SendAt,
+		Processing: processing(out),
+	}
+	if out.Changed {
+		msg.Original = submitted
+	}
+	if out.MailFrom != env.MailFrom {
+		msg.ReturnPath = out.MailFrom
+	}
+	msg.Events = events(msg, out, received.UTC())
+	for _, r := range out.Directives.Records {
+		if r.Outcome != directives.Applied {
+			g.log.Info("directive not applied", zap.String("id", id), zap.String("login", login),
+				zap.String("header", r.Header), zap.String("outcome", string(r.Outcome)), zap.String("reason", r.Reason))
+		}
 	}
 	if err := g.store.Accept(ctx, msg); err != nil {
 		g.log.Error("store accept failed", zap.String("id", id), zap.String("login", login), zap.Error(err))
@@ -115,6 +157,45 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 		g.notify.Committed(msg)
 	}
 	return id, nil
+}
+
+// processing turns the pipeline's output into the store's record of it.
+func processing(out *pipeline.Output) store.Processing {
+	p := store.Processing{Features: map[string]bool{}, Notes: out.Notes}
+	for _, name := range features.AllNames {
+		v, _ := out.Directives.Features.Get(name)
+		p.Features[name] = v
+	}
+	for _, r := range out.Directives.Records {
+		p.Directives = append(p.Directives, store.DirectiveRecord{
+			Header: r.Header, Value: r.Value, Directive: r.Directive, Outcome: string(r.Outcome), Reason: r.Reason,
+		})
+	}
+	st := out.Stats
+	p.Stats = map[string]int{"html_parts": st.HTMLParts, "text_parts": st.TextParts, "css_inlined": st.CSSInlined,
+		"links_tracked": st.LinksTracked, "pixels_added": st.PixelsAdded}
+	return p
+}
+
+// events are committed with the message: one captured event per recipient,
+// and one event per directive that was not applied (refused, malformed,
+// ignored), so the message's event log says why.
+func events(msg *store.Message, out *pipeline.Output, t time.Time) []*store.Event {
+	var evs []*store.Event
+	for _, r := range store.Inboxes(msg.Recipients) {
+		evs = append(evs, &store.Event{Type: store.EventCaptured, Recipient: r, Time: t})
+	}
+	for _, r := range out.Directives.Records {
+		if r.Outcome == directives.Applied {
+			continue
+		}
+		d := fmt.Sprintf("%s %s: %s", r.Outcome, r.Header, r.Value)
+		if r.Reason != "" {
+			d += " (" + r.Reason + ")"
+		}
+		evs = append(evs, &store.Event{Type: store.EventDirective, Time: t, Detail: d})
+	}
+	return evs
 }
 
 // writeReceived writes the RFC 5321 trace header, with the RFC 3848

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,9 @@ import (
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 
+	"github.com/smtpgate/smtpgate/features/directives"
+	"github.com/smtpgate/smtpgate/features/inline"
+	"github.com/smtpgate/smtpgate/features/pipeline"
 	"github.com/smtpgate/smtpgate/policy"
 	"github.com/smtpgate/smtpgate/proxy"
 	"github.com/smtpgate/smtpgate/store"
@@ -42,9 +46,9 @@ credential "relayed" {
 }
 `
 
-type fixedPolicy struct{ p *policy.Policy }
+type fixedConfig struct{ c Config }
 
-func (f fixedPolicy) Policy() *policy.Policy { return f.p }
+func (f fixedConfig) Current() Config { return f.c }
 
 type login string
 
@@ -56,8 +60,12 @@ type notified struct{ ids []string }
 func (n *notified) Committed(m *store.Message) { n.ids = append(n.ids, m.ID) }
 
 func setup(t *testing.T) (*Gateway, *sqlite.DB, *notified) {
+	return setupPolicy(t, testPolicy, pipeline.Pipeline{})
+}
+
+func setupPolicy(t *testing.T, src string, pipe pipeline.Pipeline) (*Gateway, *sqlite.DB, *notified) {
 	t.Helper()
-	pol, err := policy.Parse("gw.hcl", []byte(testPolicy), policy.Options{})
+	pol, err := policy.Parse("gw.hcl", []byte(src), policy.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +75,7 @@ func setup(t *testing.T) (*Gateway, *sqlite.DB, *notified) {
 	}
 	t.Cleanup(func() { db.Close() })
 	n := &notified{}
-	g := New("gw.test", fixedPolicy{pol}, db, n, zap.NewNop())
+	g := New("gw.test", fixedConfig{Config{Policy: pol, Pipeline: &pipe}}, db, n, zap.NewNop())
 	g.now = func() time.Time { return time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC) }
 	return g, db, n
 }
@@ -177,5 +185,70 @@ func TestHandleCancelledContext(t *testing.T) {
 	}
 	if len(n.ids) != 0 {
 		t.Fatalf("committed despite cancelled context: %v", n.ids)
+	}
+}
+
+const featurePolicy = `
+server {
+  hostname = "gw.test"
+  mode     = "capture"
+  listen "submission" {
+    address = "127.0.0.1:0"
+  }
+}
+features "css" {
+  inline_css = true
+}
+credential "app" {
+  password_hash = "$2a$04$abcdefghijklmnopqrstuu1i5s6mBUdFp.6fQ3cO0.fXSDe2T6P6q"
+  features      = "css"
+}
+`
+
+const htmlBody = "From: app@example.com\r\nTo: alice@example.com\r\nSubject: Styled\r\n" +
+	"X-Smtpgate-InlineCSS: false\r\nX-Smtpgate-Tags: welcome, onboarding\r\nMIME-Version: 1.0\r\n" +
+	"Content-Type: text/html; charset=utf-8\r\n\r\n<html><head><style>p{color:red}</style></head><body><p>Hi</p></body></html>\r\n"
+
+func TestHandleRunsFeatures(t *testing.T) {
+	g, db, _ := setupPolicy(t, featurePolicy, pipeline.Pipeline{Inliner: inline.New(inline.Options{})})
+	env := envelope("app")
+	env.Recipients = []string{"alice@example.com"}
+	id, err := g.Handle(context.Background(), env, strings.NewReader(htmlBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := db.Get(context.Background(), id, store.Scope{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := string(m.Raw)
+	// The login may not override inline_css: the header is refused, stripped,
+	// and the CSS is inlined anyway.
+	if strings.Contains(strings.ToLower(raw), "x-smtpgate-") {
+		t.Fatalf("directive header left in the stored message:\n%s", raw)
+	}
+	if !regexp.MustCompile(`<p style=(3D)?"color: ?red;?">Hi</p>`).MatchString(raw) {
+		t.Fatalf("CSS not inlined:\n%s", raw)
+	}
+	if !strings.Contains(string(m.Original), "X-Smtpgate-InlineCSS: false") {
+		t.Fatalf("original not kept as submitted:\n%s", m.Original)
+	}
+	if got := strings.Join(m.Tags, ","); got != "welcome,onboarding" {
+		t.Fatalf("tags = %q", got)
+	}
+}
+
+func TestHandleRejectsMalformedDirective(t *testing.T) {
+	g, _, n := setupPolicy(t, featurePolicy, pipeline.Pipeline{
+		Inliner: inline.New(inline.Options{}), Directives: directives.Config{RejectMalformed: true},
+	})
+	bad := strings.Replace(htmlBody, "X-Smtpgate-InlineCSS: false", "X-Smtpgate-TrackOpens: maybe", 1)
+	_, err := g.Handle(context.Background(), envelope("app"), strings.NewReader(bad))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 6, 0}) || !strings.Contains(se.Message, "TrackOpens") {
+		t.Fatalf("err = %v, want 550 5.6.0 naming the header", err)
+	}
+	if len(n.ids) != 0 {
+		t.Fatal("a refused message was committed")
 	}
 }
