@@ -146,16 +146,50 @@ func encodePart(text []byte, cte, nl string) ([]byte, string) {
 			return text, cte
 		}
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(text) + len(text)/8)
-	qw := quotedprintable.NewWriter(&buf)
-	qw.Write(text) //nolint:errcheck // writes to a bytes.Buffer cannot fail
-	qw.Close()     //nolint:errcheck // idem
-	out := buf.Bytes()
-	if nl == "\n" {
-		out = bytes.ReplaceAll(out, []byte("\r\n"), []byte("\n"))
+	return encodeQP(text, nl), "quoted-printable"
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// encodeQP returns text in quoted-printable (RFC 2045 §6.7): line breaks
+// (CRLF or LF) become nl, lines are at most 76 characters with soft breaks,
+// '=', controls (a lone CR too), bytes over 126, and a space or tab before a
+// line break or at the end are escaped.
+func encodeQP(text []byte, nl string) []byte {
+	out := make([]byte, 0, len(text)+len(text)/6+16)
+	col := 0
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if c == '\n' || c == '\r' && i+1 < len(text) && text[i+1] == '\n' {
+			if c == '\r' {
+				i++
+			}
+			out = append(out, nl...)
+			col = 0
+			continue
+		}
+		escape := c < ' ' && c != '\t' || c > '~' || c == '='
+		if c == ' ' || c == '\t' {
+			next := i + 1
+			escape = next == len(text) || text[next] == '\n' || text[next] == '\r' && next+1 < len(text) && text[next+1] == '\n'
+		}
+		n := 1
+		if escape {
+			n = 3
+		}
+		if col+n > 75 {
+			out = append(out, '=')
+			out = append(out, nl...)
+			col = 0
+		}
+		if escape {
+			out = append(out, '=', upperHex[c>>4], upperHex[c&15])
+		} else {
+			out = append(out, c)
+		}
+		col += n
 	}
-	return out, "quoted-printable"
+	return out
 }
 
 // fitsIdentity reports whether text can be sent as it is: no line over

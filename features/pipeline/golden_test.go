@@ -3,9 +3,13 @@ package pipeline
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+
+	"github.com/smtpgate/smtpgate/features/directives"
 )
 
 // TestGolden runs every corpus message through the pipeline and compares
@@ -91,4 +95,44 @@ func compareGolden(t *testing.T, path string, got []byte) {
 		}
 	}
 	t.Errorf("%s differs in line breaks only (%d bytes, want %d)", path, len(got), len(want))
+}
+
+// TestConcurrentApply runs the whole corpus through one Pipeline from many
+// goroutines at once: every output equals its golden (run it with -race).
+func TestConcurrentApply(t *testing.T) {
+	kit := newKit(t)
+	names := corpusNames(t)
+	var cases []testCase
+	for _, n := range names {
+		if tc := readCase(t, n); !tc.rejectMalformed && len(tc.vendors) == 0 && len(tc.prefixes) == 0 {
+			cases = append(cases, tc)
+		}
+	}
+	p := kit.pipeline(directives.Config{})
+	errs := make(chan error, len(cases)*4)
+	var wg sync.WaitGroup
+	for range 4 {
+		for _, tc := range cases {
+			wg.Go(func() {
+				out, err := p.Apply(tc.input())
+				if err != nil {
+					errs <- fmt.Errorf("%s: %w", tc.name, err)
+					return
+				}
+				want, err := os.ReadFile(filepath.Join(corpusDir, tc.name+".golden.eml"))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(out.Raw, want) {
+					errs <- fmt.Errorf("%s: output differs from its golden", tc.name)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
