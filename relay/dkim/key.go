@@ -49,12 +49,15 @@ type WeakKeyError struct {
 	Bits int
 }
 
+// Error implements error.
 func (e *WeakKeyError) Error() string {
 	return fmt.Sprintf("dkim: RSA key has %d bits, fewer than the recommended %d", e.Bits, RecommendedRSABits)
 }
 
 // LoadKey reads a PEM private key from keyFile and returns it as the signing
-// key for domain and selector. See ParseKey for the formats and checks.
+// key for domain and selector. See ParseKey for the formats and checks; as
+// there, a small RSA key comes back together with a *WeakKeyError. Errors
+// name the file.
 func LoadKey(domain, selector, algorithm, keyFile string) (*Key, error) {
 	data, err := os.ReadFile(keyFile)
 	if err != nil {

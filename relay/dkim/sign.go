@@ -147,9 +147,11 @@ func containsFold(list []string, v string) bool {
 //
 // The message is streamed through the signers while it is spooled (memory up
 // to Options.SpoolThreshold, then a temporary file). Nothing is written to w
-// until every signature is made, so on an error from r, from a key or from
-// the message (no From to take the domain from: ErrNoSigningDomain) w is
-// untouched; errors writing to w come after a partial write.
+// until every signature is made, so an error from r or ctx while signing, a
+// bad key, or a message without a usable From (ErrNoSigningDomain) leaves w
+// untouched. An unsigned copy is streamed straight to w, and a failing w
+// fails after a partial write: in those cases the caller must abandon the
+// output (for SMTP, drop the DATA instead of ending it with a dot).
 func (s *Signer) Sign(ctx context.Context, w io.Writer, r io.Reader, domainOverride string) (signedWith []string, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -178,7 +180,7 @@ func (s *Signer) Sign(ctx context.Context, w io.Writer, r io.Reader, domainOverr
 	}
 	if len(keys) == 0 {
 		if _, err := w.Write(h.raw); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("dkim: copy unsigned message: %w", err)
 		}
 		return nil, passThrough(w, br)
 	}
@@ -237,11 +239,11 @@ func (s *Signer) Sign(ctx context.Context, w io.Writer, r io.Reader, domainOverr
 	}
 	for _, sig := range sigs {
 		if _, err := io.WriteString(w, sig); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("dkim: write signed message: %w", err)
 		}
 	}
 	if err := sp.copyTo(ctx, w); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dkim: write signed message: %w", err)
 	}
 	return signedWith, nil
 }

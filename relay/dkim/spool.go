@@ -29,7 +29,7 @@ func (s *spool) Write(p []byte) (int, error) {
 	if s.f == nil {
 		f, err := os.CreateTemp(s.dir, "smtpgate-dkim-*.eml")
 		if err != nil {
-			return 0, fmt.Errorf("dkim: spool: %w", err)
+			return 0, fmt.Errorf("spool: %w", err)
 		}
 		s.f = f
 		// Unlink at once so that a crash leaves nothing behind; where the
@@ -38,13 +38,13 @@ func (s *spool) Write(p []byte) (int, error) {
 			s.name = f.Name()
 		}
 		if _, err := f.Write(s.buf.Bytes()); err != nil {
-			return 0, fmt.Errorf("dkim: spool: %w", err)
+			return 0, fmt.Errorf("spool: %w", err)
 		}
 		s.buf = bytes.Buffer{}
 	}
 	n, err := s.f.Write(p)
 	if err != nil {
-		return n, fmt.Errorf("dkim: spool: %w", err)
+		return n, fmt.Errorf("spool: %w", err)
 	}
 	return n, nil
 }
@@ -56,7 +56,7 @@ func (s *spool) copyTo(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("dkim: spool: %w", err)
+		return fmt.Errorf("spool: %w", err)
 	}
 	_, err := io.Copy(w, ctxReader{ctx, s.f})
 	return err
