@@ -9,6 +9,8 @@ import (
 	"math"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+
 	"github.com/smtpgate/smtpgate/store"
 )
 
@@ -21,6 +23,25 @@ const (
 // messageColumns are the columns of messages that a listing reads; bodies
 // are only joined in by Get and InboxMessage.
 const messageColumns = `m.seq, m.id, m.login, m.route, m.mail_from, m.recipients, m.remote_ip, m.helo, m.tls, m.received, m.size, m.summary, m.tags`
+
+// The read queries, prepared once on the read pool.
+const (
+	queryGet = `SELECT ` + messageColumns + `, b.raw, b.original
+FROM messages m JOIN bodies b ON b.seq = m.seq WHERE m.id = ?`
+	inboxHead = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder
+FROM inbox i JOIN messages m ON m.seq = i.seq
+WHERE i.inbox = ? AND i.seq < ?`
+	queryInboxAll     = inboxHead + ` ORDER BY i.seq DESC LIMIT ?`
+	queryInboxScoped  = inboxHead + ` AND i.login IN (SELECT value FROM json_each(?)) ORDER BY i.seq DESC LIMIT ?`
+	queryInboxMessage = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder, b.raw, b.original
+FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq JOIN bodies b ON b.seq = m.seq
+WHERE m.id = ?`
+)
+
+// readQueries are the statements prepared on the read pool.
+func readQueries() []string {
+	return []string{queryGet, queryInboxAll, queryInboxScoped, queryInboxMessage}
+}
 
 // scanner is *sql.Row or *sql.Rows.
 type scanner interface {
@@ -38,13 +59,15 @@ func scanMessage(s scanner, extra ...any) (*store.Message, error) {
 		return nil, err
 	}
 	m.Received = time.UnixMilli(received).UTC()
-	if err := json.Unmarshal(recipients, &m.Recipients); err != nil {
+	// The columns were written by encoding/json; the v2 decoder reads the
+	// same JSON about three times faster, which matters for listings.
+	if err := jsonv2.Unmarshal(recipients, &m.Recipients); err != nil {
 		return nil, fmt.Errorf("decode recipients of %s: %w", m.ID, err)
 	}
-	if err := json.Unmarshal(tags, &m.Tags); err != nil {
+	if err := jsonv2.Unmarshal(tags, &m.Tags); err != nil {
 		return nil, fmt.Errorf("decode tags of %s: %w", m.ID, err)
 	}
-	if err := json.Unmarshal(summary, &m.Summary); err != nil {
+	if err := jsonv2.Unmarshal(summary, &m.Summary); err != nil {
 		return nil, fmt.Errorf("decode summary of %s: %w", m.ID, err)
 	}
 	return m, nil
@@ -56,8 +79,7 @@ func (db *DB) Get(ctx context.Context, id string, scope store.Scope) (*store.Mes
 	if !scopeSeesAnything(scope) {
 		return nil, store.ErrNotFound
 	}
-	row := db.rdb.QueryRowContext(ctx, `SELECT `+messageColumns+`, b.raw, b.original
-FROM messages m JOIN bodies b ON b.seq = m.seq WHERE m.id = ?`, id)
+	row := db.reads[queryGet].QueryRowContext(ctx, id)
 	var raw, original []byte
 	m, err := scanMessage(row, &raw, &original)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -93,19 +115,14 @@ func (db *DB) Inbox(ctx context.Context, q store.InboxQuery) ([]*store.InboxEntr
 		rows *sql.Rows
 		err  error
 	)
-	const head = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder
-FROM inbox i JOIN messages m ON m.seq = i.seq
-WHERE i.inbox = ? AND i.seq < ?`
-	const tail = ` ORDER BY i.seq DESC LIMIT ?`
 	if q.Scope.All {
-		rows, err = db.rdb.QueryContext(ctx, head+tail, inbox, before, limit)
+		rows, err = db.reads[queryInboxAll].QueryContext(ctx, inbox, before, limit)
 	} else {
 		logins, jerr := json.Marshal(q.Scope.Logins)
 		if jerr != nil {
 			return nil, fmt.Errorf("sqlite: inbox %s: %w", inbox, jerr)
 		}
-		rows, err = db.rdb.QueryContext(ctx, head+` AND i.login IN (SELECT value FROM json_each(?))`+tail,
-			inbox, before, logins, limit)
+		rows, err = db.reads[queryInboxScoped].QueryContext(ctx, inbox, before, logins, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: inbox %s: %w", inbox, err)
@@ -137,7 +154,7 @@ func scanEntry(s scanner, extra ...any) (*store.InboxEntry, error) {
 		return nil, err
 	}
 	e.Message = m
-	if err := json.Unmarshal(labels, &e.Labels); err != nil {
+	if err := jsonv2.Unmarshal(labels, &e.Labels); err != nil {
 		return nil, fmt.Errorf("decode labels of %s: %w", m.ID, err)
 	}
 	return e, nil
@@ -151,9 +168,7 @@ func (db *DB) InboxMessage(ctx context.Context, inbox, id string, scope store.Sc
 		return nil, store.ErrNotFound
 	}
 	inbox = store.NormalizeInbox(inbox)
-	row := db.rdb.QueryRowContext(ctx, `SELECT `+messageColumns+`, i.inbox, i.read, i.labels, i.folder, b.raw, b.original
-FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq JOIN bodies b ON b.seq = m.seq
-WHERE m.id = ?`, inbox, id)
+	row := db.reads[queryInboxMessage].QueryRowContext(ctx, inbox, id)
 	var raw, original []byte
 	e, err := scanEntry(row, &raw, &original)
 	if errors.Is(err, sql.ErrNoRows) {

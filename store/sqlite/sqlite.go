@@ -39,7 +39,7 @@ const (
 	// checkpointEvery is how often the checkpointer copies the WAL into
 	// the database file. The writer's own automatic checkpoint is off so
 	// that no Accept waits for one.
-	checkpointEvery = 250 * time.Millisecond
+	checkpointEvery = 500 * time.Millisecond
 	// walSizeLimit is the size the WAL file is truncated to after a reset.
 	walSizeLimit = 64 << 20
 )
@@ -53,7 +53,8 @@ type DB struct {
 	rdb  *sql.DB // query-only pool
 	cdb  *sql.DB // one connection for the checkpointer
 
-	stmts map[string]*sql.Stmt // prepared on wdb
+	stmts map[string]*sql.Stmt // writes, prepared on wdb
+	reads map[string]*sql.Stmt // reads, prepared on rdb
 
 	queue   chan *request
 	stop    chan struct{} // closed by Close: the writer drains and exits
@@ -189,17 +190,40 @@ func checkPragmas(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// prepare prepares the writer's statements on its one connection.
+// prepare prepares the writer's statements on its one connection and the
+// read statements on the read pool.
 func (db *DB) prepare(ctx context.Context) error {
 	db.stmts = map[string]*sql.Stmt{}
-	for _, q := range []string{insertMessage, insertBody, insertInbox, updateLastSeq} {
-		st, err := db.wdb.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", q, err)
+	db.reads = map[string]*sql.Stmt{}
+	for _, set := range []struct {
+		db      *sql.DB
+		queries []string
+		into    map[string]*sql.Stmt
+	}{
+		{db.wdb, []string{insertMessage, insertBody, insertInbox, updateLastSeq}, db.stmts},
+		{db.rdb, readQueries(), db.reads},
+	} {
+		for _, q := range set.queries {
+			st, err := set.db.PrepareContext(ctx, q)
+			if err != nil {
+				db.closeStatements()
+				return fmt.Errorf("prepare %q: %w", q, err)
+			}
+			set.into[q] = st
 		}
-		db.stmts[q] = st
 	}
 	return nil
+}
+
+// closeStatements closes every prepared statement.
+func (db *DB) closeStatements() error {
+	var errs []error
+	for _, m := range []map[string]*sql.Stmt{db.stmts, db.reads} {
+		for _, st := range m {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // checkpointer copies the WAL into the database file in the background
@@ -236,14 +260,9 @@ func (db *DB) Close() error {
 		close(db.stop)
 		<-db.stopped
 		<-db.ckDone
-		var errs []error
-		for _, st := range db.stmts {
-			errs = append(errs, st.Close())
-		}
 		// The writer connection closes last: SQLite then checkpoints the
 		// WAL into the database file and removes it.
-		errs = append(errs, db.cdb.Close(), db.rdb.Close(), db.wdb.Close())
-		db.err = errors.Join(errs...)
+		db.err = errors.Join(db.closeStatements(), db.cdb.Close(), db.rdb.Close(), db.wdb.Close())
 		if db.err != nil {
 			db.err = fmt.Errorf("sqlite: close %s: %w", db.path, db.err)
 		}

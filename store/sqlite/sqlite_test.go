@@ -86,3 +86,4 @@ func TestRefusesNewerSchema(t *testing.T) {
 		t.Fatal("Open accepted schema version 999")
 	}
 }
+
