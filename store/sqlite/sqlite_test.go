@@ -86,4 +86,3 @@ func TestRefusesNewerSchema(t *testing.T) {
 		t.Fatal("Open accepted schema version 999")
 	}
 }
-
