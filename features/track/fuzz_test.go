@@ -119,7 +119,7 @@ func checkRewrite(t *testing.T, c *Codec, in, out []byte, n int) {
 			}
 		}
 		if len(want) != len(y.attrs) {
-			t.Fatalf("token %d: attributes %q became %q", i, x.attrs, y.attrs)
+			t.Fatalf("token %d: attributes %q became %q:\n in %q\nout %q", i, x.attrs, y.attrs, in, out)
 		}
 		for k := range want {
 			w, g := want[k], y.attrs[k]

@@ -187,6 +187,9 @@ func (r *Rewriter) RewriteHTML(in []byte, o Options) (out []byte, n int, err err
 	if err != nil {
 		return nil, 0, err
 	}
+	if !containsFold(in, "<a") {
+		return bytes.Clone(in), 0, nil // no <a> start tag can be in there
+	}
 	var pend *pendingLink
 	settle := func() {
 		if pend == nil {

@@ -85,6 +85,7 @@ var htmlRules = []htmlRule{
 	{name: "opt-out before a slash", in: `<a href="https://x.example/" data-pm-no-track/>x`, want: `<a href="https://x.example/"/>x`},
 	{name: "repeated opt-out attributes all removed", in: `<a data-pm-no-track href="https://x.example/" DATA-PM-NO-TRACK="">x</a>`, want: `<a href="https://x.example/">x</a>`},
 	{name: "opt-out between an unquoted value and '/' keeps the value", in: `<a href=https://x.example/ ses:no-track/>x`, want: `<a href=https://x.example/ />x`},
+	{name: "opt-out with a bare '=' goes with its '='", in: `<a x=1 / data-pm-no-track=>t</a>`, want: `<a x=1 />t</a>`},
 	{name: "adjacent removals", in: `<a x=1 ses:no-track data-pm-no-track/>x<a href="https://x.example/" clicktracking="on" data-msys-clicktrack="1">y</a>`, want: `<a x=1 />x<a href="[[click:https://x.example/]]">y</a>`, n: 1},
 	{name: "opt-out on an untracked link still removed", in: `<a clicktracking=off href="mailto:a@example.com">m</a>`, want: `<a href="mailto:a@example.com">m</a>`},
 	{name: "opt-in values: attribute removed, link tracked", in: `<a clicktracking="on" href="https://x.example/" data-msys-clicktrack="1" disable-tracking=false>x</a>`, want: `<a href="[[click:https://x.example/]]">x</a>`, n: 1},
@@ -202,5 +203,41 @@ func TestRewriteHTMLDoesNotModifyInput(t *testing.T) {
 	out[0] = 'X'
 	if string(in) != orig {
 		t.Error("output shares memory with the input")
+	}
+}
+
+// TestOptOutRemovalCombinations builds every <a> tag of up to three
+// attributes from a small alphabet of attributes and separators and checks
+// each rewrite against x/net/html (checkRewrite): removing an opt-out
+// attribute must never change another attribute or the rest of the tag.
+func TestOptOutRemovalCombinations(t *testing.T) {
+	attrs := []string{"x=1", `x="1"`, "x", "ses:no-track", "clicktracking=off", "data-pm-no-track=", "href=https://x.example/", "/"}
+	seps := []string{" ", "", "/", " / "}
+	ends := []string{">", "/>", " >"}
+	r := newTestRewriter(t)
+	count := 0
+	var build func(prefix string, depth int)
+	build = func(prefix string, depth int) {
+		for _, e := range ends {
+			in := []byte(prefix + e + "t</a>")
+			out, n, err := r.RewriteHTML(in, testOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRewrite(t, r.Codec, in, out, n)
+			count++
+		}
+		if depth == 3 {
+			return
+		}
+		for _, s := range seps {
+			for _, a := range attrs {
+				build(prefix+s+a, depth+1)
+			}
+		}
+	}
+	build("<a", 0)
+	if count < 10000 {
+		t.Fatalf("only %d combinations", count)
 	}
 }

@@ -36,13 +36,14 @@ const (
 
 // attr is one attribute of a start tag, as offsets into the input.
 type attr struct {
-	wsStart          int  // start of the whitespace before the name (== keyStart if none)
-	keyStart, keyEnd int  // the name
-	valStart, valEnd int  // the value without quotes (empty when there is none)
-	end              int  // end of the attribute, after a closing quote
-	quote            byte // '"', '\'' or 0 for unquoted or missing values
-	hasValue         bool // there is an '=' and a value
-	saved            bool // x/net would report it: non-empty name, first of that name
+	wsStart          int // start of the whitespace before the name (== keyStart if none)
+	keyStart, keyEnd int // the name
+	valStart, valEnd int // the value without quotes (empty when there is none)
+	end              int // end of the attribute: after the value, its closing quote or a bare '='
+
+	quote    byte // '"', '\'' or 0 for unquoted or missing values
+	hasValue bool // there is an '=' and a value
+	saved    bool // x/net would report it: non-empty name, first of that name
 }
 
 // scanner walks over in. After next, start and end delimit the token; for
@@ -258,8 +259,8 @@ func (s *scanner) readTag(i int, record bool) (end int, ok bool) {
 				j++
 			}
 			switch {
-			case j >= n || in[j] == '>':
-				i = j
+			case j >= n || in[j] == '>': // "name=" with no value
+				a.end, i = j, j
 			case in[j] == '"' || in[j] == '\'':
 				q := in[j]
 				a.quote, a.hasValue, a.valStart = q, true, j+1
