@@ -40,3 +40,11 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// ErrLeaseLost is returned when a worker completes a job whose lease it no
+// longer holds.
+var ErrLeaseLost = errors.New("store: lease lost")
+
+// ErrState is returned when an operation does not fit the current state of
+// a delivery (retrying a sent delivery, cancelling a cancelled one).
+var ErrState = errors.New("store: operation not allowed in this state")

@@ -42,6 +42,10 @@ type Message struct {
 
 	Summary summary.Summary // parsed view of Raw
 	Tags    []string
+	// Text is the message's readable text (text body, else the HTML's text),
+	// capped at 64 KiB, for SearchQuery.Text. Set by the caller of Accept;
+	// only filled in by Get and InboxMessage.
+	Text string
 
 	// ReturnPath is the envelope sender for delivery when it differs from
 	// MailFrom (the VERP address of bounce tracking); "" means MailFrom.
@@ -54,6 +58,10 @@ type Message struct {
 	// directive outcomes); Accept sets their Seq, MessageID and Login. Not
 	// filled in by reads: use EventStore.Events.
 	Events []*Event
+	// Deliveries are the relay jobs committed with the message by Accept
+	// (route other than capture); Accept sets their ID, MessageID, Login,
+	// Created and Updated. Not filled in by reads: use Queue.Deliveries.
+	Deliveries []*Delivery
 }
 
 // Scope restricts what a reader may see: the logins whose mail it may read.
