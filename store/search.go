@@ -14,8 +14,8 @@ type SearchQuery struct {
 	From          string // in a From address or display name, or the envelope sender
 	To            string // in an envelope recipient or a To/Cc address
 	Subject       string
-	Text          string // in the subject or Message.Text
-	Tag           string // exact tag
+	Text          string    // in the subject or Message.Text
+	Tag           string    // exact tag
 	Since         time.Time // received at or after
 	Until         time.Time // received before
 	HasAttachment *bool
