@@ -38,7 +38,7 @@ type Content struct {
 // message. It is as lenient as Parse and fails only when the message has no
 // readable header.
 func Extract(raw []byte) (*Content, error) {
-	hdr, body := splitHeader(raw)
+	hdr, body := splitHeader(raw, true)
 	h, err := readHeader(hdr)
 	if err != nil {
 		return nil, err

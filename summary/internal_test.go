@@ -95,7 +95,7 @@ func TestSplitHeader(t *testing.T) {
 		{" cont: x\r\n\r\nb", "", " cont: x\r\n\r\nb"},
 	}
 	for _, tt := range tests {
-		h, b := splitHeader([]byte(tt.in))
+		h, b := splitHeader([]byte(tt.in), true)
 		if string(h) != tt.hdr || string(b) != tt.body {
 			t.Errorf("splitHeader(%q) = %q, %q; want %q, %q", tt.in, h, b, tt.hdr, tt.body)
 		}
@@ -129,6 +129,31 @@ func TestAddressSalvage(t *testing.T) {
 		got := appendAddresses(nil, tt.in)
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("appendAddresses(%q) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSplitMultipart(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       []string
+	}{
+		{"crlf", "preamble\r\n--b\r\nA: 1\r\n\r\none\r\n--b\r\n\r\ntwo\r\n--b--\r\nepilogue\r\n", []string{"A: 1\r\n\r\none", "\r\ntwo"}},
+		{"lf and padding", "--b  \nx\n--b\t\ny\n--b--", []string{"x", "y"}},
+		{"longer boundary is not a delimiter", "--b\r\n--bc\r\n--b\r\nz\r\n--b--\r\n", []string{"--bc", "z"}},
+		{"not at line start", "--b\r\nsee --b\r\n--b--", []string{"see --b"}},
+		{"missing close", "--b\r\nfirst\r\n--b\r\ncut off", []string{"first", "cut off"}},
+		{"no delimiter", "--c\r\ntext\r\n--c--\r\n", nil},
+		{"empty parts", "--b\r\n--b\r\n\r\n--b--", []string{"", ""}},
+	}
+	for _, tt := range tests {
+		var got []string
+		n := splitMultipart([]byte(tt.body), "b", func(p []byte) bool {
+			got = append(got, string(p))
+			return true
+		})
+		if !reflect.DeepEqual(got, tt.want) || n != len(tt.want) {
+			t.Errorf("%s: parts %q (n=%d), want %q", tt.name, got, n, tt.want)
 		}
 	}
 }

@@ -163,19 +163,25 @@ func isURLStop(c byte) bool {
 // trimURLTail removes sentence punctuation and unbalanced closing brackets
 // from the end of a URL found in text.
 func trimURLTail(u []byte) []byte {
+	// Unbalanced closers: count each bracket kind once, then trim.
+	var open, closed [3]int
+	for _, c := range u {
+		if k := strings.IndexByte("([{", c); k >= 0 {
+			open[k]++
+		} else if k := strings.IndexByte(")]}", c); k >= 0 {
+			closed[k]++
+		}
+	}
 	for len(u) > 0 {
-		switch c := u[len(u)-1]; c {
+		c := u[len(u)-1]
+		switch c {
 		case '.', ',', ';', ':', '!', '?', '\'', '*':
 			u = u[:len(u)-1]
 			continue
 		case ')', ']', '}':
-			open := byte('(')
-			if c == ']' {
-				open = '['
-			} else if c == '}' {
-				open = '{'
-			}
-			if bytes.Count(u, []byte{open}) < bytes.Count(u, []byte{c}) {
+			k := strings.IndexByte(")]}", c)
+			if open[k] < closed[k] {
+				closed[k]--
 				u = u[:len(u)-1]
 				continue
 			}

@@ -23,7 +23,7 @@ const (
 	// MaxLinks is the largest number of links listed.
 	MaxLinks = 10000
 	// maxDepth bounds multipart nesting.
-	maxDepth = 32
+	maxDepth = 16
 )
 
 // ErrNoHeader is returned when a message has no readable header field at all.
@@ -49,10 +49,11 @@ type walker struct {
 
 // splitHeader splits raw into its header block and body. The header ends at
 // the first empty line or, leniently (as Postfix does), at the first line
-// that is neither a field nor a continuation. An mbox "From " line is skipped.
-func splitHeader(raw []byte) (hdr, body []byte) {
+// that is neither a field nor a continuation. With mbox set, a leading mbox
+// "From " line is skipped.
+func splitHeader(raw []byte, mbox bool) (hdr, body []byte) {
 	start := 0
-	if bytes.HasPrefix(raw, []byte("From ")) {
+	if mbox && bytes.HasPrefix(raw, []byte("From ")) {
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
 			start = i + 1
 		} else {
@@ -171,23 +172,77 @@ func (w *walker) entity(h *textproto.Header, body []byte, depth int) {
 }
 
 // multipart walks the parts of a multipart body. It reports false when not a
-// single part could be read (a missing or wrong boundary).
+// single part could be found (a missing or wrong boundary).
 func (w *walker) multipart(body []byte, boundary string, depth int) bool {
 	if boundary == "" {
 		return false
 	}
-	mr := textproto.NewMultipartReader(bytes.NewReader(body), boundary)
-	n := 0
-	for w.parts < MaxParts {
-		p, err := mr.NextPart()
-		if err != nil {
-			break // io.EOF or a broken structure: keep what was read
-		}
-		data, _ := io.ReadAll(p) // a truncated last part keeps its bytes
-		n++
-		w.entity(&p.Header, data, depth+1)
-	}
+	n := splitMultipart(body, boundary, func(part []byte) bool {
+		hdr, pbody := splitHeader(part, false)
+		h, _ := readHeader(hdr) // a bad part header leaves the fields read so far
+		w.entity(&h, pbody, depth+1)
+		return w.parts < MaxParts
+	})
 	return n > 0
+}
+
+// splitMultipart calls visit with each part of a multipart body, without
+// copying: the bytes between one delimiter line and the line break before
+// the next. A delimiter line is "--boundary" at the start of a line,
+// optionally followed by white space; "--boundary--" closes the body. The
+// preamble and epilogue are skipped; a body that is cut off before its
+// closing delimiter yields its last part up to the end. visit returns false
+// to stop. splitMultipart returns the number of parts visited.
+func splitMultipart(body []byte, boundary string, visit func(part []byte) bool) int {
+	delim := []byte("--" + boundary)
+	n, start, pos := 0, -1, 0
+	for pos < len(body) {
+		i := bytes.Index(body[pos:], delim)
+		if i < 0 {
+			break
+		}
+		i += pos
+		pos = i + 1
+		if i > 0 && body[i-1] != '\n' {
+			continue // not at the start of a line
+		}
+		lineEnd, next := len(body), len(body)
+		if j := bytes.IndexByte(body[i:], '\n'); j >= 0 {
+			lineEnd, next = i+j, i+j+1
+		}
+		rest := body[i+len(delim) : lineEnd]
+		closing := bytes.HasPrefix(rest, []byte("--"))
+		if closing {
+			rest = rest[2:]
+		}
+		if len(bytes.TrimRight(rest, " \t\r")) != 0 {
+			continue // a longer boundary that starts with this one
+		}
+		if start >= 0 {
+			n++
+			if !visit(trimLineBreak(body[start:i])) {
+				return n
+			}
+		}
+		if closing {
+			return n
+		}
+		start, pos = next, next
+	}
+	if start >= 0 && start <= len(body) {
+		n++
+		visit(body[start:])
+	}
+	return n
+}
+
+// trimLineBreak removes one trailing CRLF or LF: the line break before a
+// delimiter belongs to the delimiter.
+func trimLineBreak(b []byte) []byte {
+	if bytes.HasSuffix(b, []byte("\r\n")) {
+		return b[:len(b)-2]
+	}
+	return bytes.TrimSuffix(b, []byte("\n"))
 }
 
 // isEncoded reports whether transferDecode decodes the encoding into dst

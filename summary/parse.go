@@ -20,7 +20,7 @@ import (
 // be read. It fails only when the message has no readable header. At most
 // MaxParts parts and MaxLinks links are considered.
 func Parse(raw []byte) (Summary, error) {
-	hdr, body := splitHeader(raw)
+	hdr, body := splitHeader(raw, true)
 	h, err := readHeader(hdr)
 	if err != nil {
 		return Summary{}, err
