@@ -11,10 +11,11 @@
 //
 // Rewriter turns the links of an HTML part (RewriteHTML) or a text part
 // (RewriteText) into {PublicURL}/c/{token} and inserts an open pixel
-// {PublicURL}/o/{token} (AddPixel). HTML is rewritten by splicing the raw
-// bytes, so everything but the rewritten href values stays byte for byte;
-// the tokenizer that finds them (scanner) mirrors golang.org/x/net/html's
-// and is fuzzed against it.
+// {PublicURL}/o/{token} (AddPixel, or RewriteHTML with Options.OpenPixel
+// to do both in one pass). HTML is rewritten by splicing the raw bytes, so
+// everything but the rewritten href values stays byte for byte; the
+// tokenizer that finds them (scanner) mirrors golang.org/x/net/html's and is
+// fuzzed against it.
 //
 // NewHandler serves GET and HEAD on /c/{token} (302 to the original URL)
 // and /o/{token} (a transparent GIF), and hands each GET to a one-method

@@ -83,6 +83,7 @@ func FuzzRewriteHTML(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		checkOpenPixelOption(t, r, in, o)
 		if !containsFold(in, "<a") {
 			if !bytes.Equal(out, in) || n != 0 {
 				t.Fatalf("input without <a> changed: %q -> %q", in, out)

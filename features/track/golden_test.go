@@ -166,3 +166,37 @@ func skeleton(doc []byte) string {
 	// An unquoted href value is quoted when rewritten.
 	return strings.ReplaceAll(sb.String(), `"HREF"`, "HREF")
 }
+
+// TestOpenPixelOptionMatchesAddPixel: RewriteHTML with OpenPixel gives the
+// same bytes as AddPixel on the result of RewriteHTML without it.
+func TestOpenPixelOptionMatchesAddPixel(t *testing.T) {
+	r := newTestRewriter(t)
+	inputs := append(goldenInputs(t, "html", ".html"), goldenInputs(t, "pixel", ".html")...)
+	for _, path := range inputs {
+		in, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOpenPixelOption(t, r, in, goldenOptions(path))
+	}
+	for _, s := range []string{"", "<p>no links, no body</p>", "<body></body><!-- </body> -->", "<a href=https://x.example/>x"} {
+		checkOpenPixelOption(t, r, []byte(s), testOpts)
+	}
+}
+
+func checkOpenPixelOption(t *testing.T, r *Rewriter, in []byte, o Options) {
+	t.Helper()
+	two, n2, err := r.RewriteHTML(in, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two = r.AddPixel(two, o)
+	o.OpenPixel = true
+	one, n1, err := r.RewriteHTML(in, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(one, two) || n1 != n2 {
+		t.Errorf("OpenPixel differs from AddPixel for %q:\none pass: %q (%d)\ntwo passes: %q (%d)", in, one, n1, two, n2)
+	}
+}

@@ -32,6 +32,10 @@ type Options struct {
 	// URL (SMTPeter's preventscam), so the text a reader sees and the host
 	// the link opens agree and spam filters see no mismatch.
 	PreventScam bool
+	// OpenPixel makes RewriteHTML also insert the open pixel, exactly where
+	// AddPixel would, in the same pass over the document: cheaper than
+	// calling AddPixel on its result. RewriteText ignores it.
+	OpenPixel bool
 }
 
 // NewRewriter returns a Rewriter after checking its configuration.
@@ -180,6 +184,7 @@ const maxLinkText = 4 * MaxTokenLen
 //   - With o.PreventScam, a link whose visible text (trimmed, any case, with
 //     or without scheme and trailing slash) is its own URL is left alone.
 //   - <area>, <base> and <form action> are not rewritten.
+//   - With o.OpenPixel, the open pixel is inserted as AddPixel would.
 //
 // The error is non-nil only for a misconfigured Rewriter.
 func (r *Rewriter) RewriteHTML(in []byte, o Options) (out []byte, n int, err error) {
@@ -187,10 +192,11 @@ func (r *Rewriter) RewriteHTML(in []byte, o Options) (out []byte, n int, err err
 	if err != nil {
 		return nil, 0, err
 	}
-	if !containsFold(in, "<a") {
+	if !containsFold(in, "<a") && !o.OpenPixel {
 		return bytes.Clone(in), 0, nil // no <a> start tag can be in there
 	}
 	var pend *pendingLink
+	bodyEnd := -1 // the last </body>
 	settle := func() {
 		if pend == nil {
 			return
@@ -206,6 +212,12 @@ func (r *Rewriter) RewriteHTML(in []byte, o Options) (out []byte, n int, err err
 		switch s.next() {
 		case tokEOF:
 			settle()
+			if o.OpenPixel {
+				if bodyEnd < 0 {
+					bodyEnd = len(in)
+				}
+				j.edits = append(j.edits, edit{bodyEnd, bodyEnd, j.pixel()})
+			}
 			return splice(in, j.edits), n, nil
 		case tokText:
 			if pend != nil && !pend.long && !s.rawText {
@@ -213,8 +225,12 @@ func (r *Rewriter) RewriteHTML(in []byte, o Options) (out []byte, n int, err err
 				pend.long = len(pend.text) > maxLinkText
 			}
 		case tokEndTag:
-			if pend != nil && isAnchor(in[s.nameStart:s.nameEnd]) {
+			name := in[s.nameStart:s.nameEnd]
+			if pend != nil && isAnchor(name) {
 				settle()
+			}
+			if asciiEqualFold(name, "body") {
+				bodyEnd = s.start
 			}
 		case tokStartTag:
 			if !isAnchor(in[s.nameStart:s.nameEnd]) {
@@ -347,27 +363,38 @@ func normURLText(s string) string {
 	return strings.TrimRight(s, "/")
 }
 
-// pixelTag is the open pixel; %s is the escaped pixel URL.
-const pixelTag = `<img src="%s" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px" />`
-
 // AddPixel returns a copy of the HTML document in with the open-tracking
-// pixel {PublicURL}/o/{token} inserted right before the last </body> tag
-// (any case) that is real markup, not inside a comment, <script>, <style>,
-// <textarea> or <title>; without one the pixel is appended at the end. Every
-// other byte is kept. A misconfigured Rewriter (see NewRewriter) returns an
-// unchanged copy.
+// pixel
+//
+//	<img src="{PublicURL}/o/{token}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px" />
+//
+// inserted right before the last </body> tag (any case) that is real markup,
+// not inside a comment, <script>, <style>, <textarea> or <title>; without
+// one the pixel is appended at the end. Every other byte is kept. A
+// misconfigured Rewriter (see NewRewriter) returns an unchanged copy. To
+// track clicks too, RewriteHTML with Options.OpenPixel does both in one pass.
 func (r *Rewriter) AddPixel(in []byte, o Options) []byte {
-	base, err := r.base()
+	j, err := r.newJob(o, 0)
 	if err != nil {
 		return bytes.Clone(in)
 	}
-	tok := r.Codec.Seal(Token{Kind: KindOpen, MessageID: o.MessageID, Recipient: o.Recipient, Issued: r.now()})
-	tag := fmt.Sprintf(pixelTag, html.EscapeString(base+"/o/"+tok))
 	at := lastBodyEnd(in)
 	if at < 0 {
 		at = len(in)
 	}
-	return splice(in, []edit{{at, at, []byte(tag)}})
+	return splice(in, []edit{{at, at, j.pixel()}})
+}
+
+// pixel returns the open pixel tag for the job's message and recipient. Its
+// URL needs no HTML escaping: base is checked to be plain and the token is
+// URL-safe base64.
+func (j *job) pixel() []byte {
+	b := make([]byte, 0, 160+len(j.base)+encoding.EncodedLen(len(j.o.MessageID)+len(j.o.Recipient)+24))
+	b = append(b, `<img src="`...)
+	b = append(b, j.base...)
+	b = append(b, "/o/"...)
+	b = j.codec.appendSeal(b, Token{Kind: KindOpen, MessageID: j.o.MessageID, Recipient: j.o.Recipient, Issued: j.issued})
+	return append(b, `" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px" />`...)
 }
 
 // lastBodyEnd returns the offset of the last </body> end tag, or -1.
