@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -246,14 +247,63 @@ func (c *checker) limits(raw *rawLimits, l *Limits) {
 	}
 }
 
-// duration checks a positive Go duration.
+// duration checks a positive duration (see parseDuration).
 func (c *checker) duration(v string, rng hcl.Range, def time.Duration) time.Duration {
-	d, err := time.ParseDuration(v)
+	d, err := parseDuration(v)
 	if err != nil || d <= 0 {
-		c.errorf(rng, "Invalid duration", "%q is not a positive duration such as \"90s\", \"5m\" or \"1h30m\".", v)
+		c.errorf(rng, "Invalid duration", "%q is not a positive duration such as \"90s\", \"5m\", \"1h30m\" or \"5d\" (1d = 24h).", v)
 		return def
 	}
 	return d
+}
+
+// parseDuration parses every duration of the policy: a Go duration ("90s",
+// "1h30m", "1.5h") whose units may include d, one day of 24 hours ("5d",
+// "1d12h", "0.5d"). There is no sign; "0" is zero.
+func parseDuration(s string) (time.Duration, error) {
+	bad := fmt.Errorf("%q is not a duration such as \"90s\", \"5m\", \"1h30m\" or \"5d\"", s)
+	if s == "0" {
+		return 0, nil
+	}
+	if s == "" || s[0] == '+' || s[0] == '-' {
+		return 0, bad
+	}
+	var total time.Duration
+	for t := s; t != ""; {
+		i := 0
+		for i < len(t) && (t[i] == '.' || t[i] >= '0' && t[i] <= '9') {
+			i++
+		}
+		j := i
+		for j < len(t) && t[j] != '.' && (t[j] < '0' || t[j] > '9') {
+			j++
+		}
+		if i == 0 || i == j {
+			return 0, bad // no number, or a number without a unit
+		}
+		num, unit := t[:i], t[i:j]
+		var d time.Duration
+		var err error
+		if unit == "d" {
+			if d, err = time.ParseDuration(num + "h"); err == nil {
+				if d > math.MaxInt64/24 {
+					return 0, fmt.Errorf("%q is too long", s)
+				}
+				d *= 24
+			}
+		} else {
+			d, err = time.ParseDuration(num + unit)
+		}
+		if err != nil {
+			return 0, bad
+		}
+		if d > math.MaxInt64-total {
+			return 0, fmt.Errorf("%q is too long", s)
+		}
+		total += d
+		t = t[j:]
+	}
+	return total, nil
 }
 
 // parseSize parses "25MB", "512 KB", "1GB", "100B" or "26214400" (bytes);

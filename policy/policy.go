@@ -10,7 +10,8 @@
 // and trimspace(s). Relative paths in the file (file("..."), tls, data_dir,
 // store.path, dkim.key_file) are relative to the directory of the policy file.
 // Sizes are strings with a unit of B, KB, MB or GB, where 1 KB is 1024 bytes,
-// or a plain number of bytes; durations are Go durations such as "90s" or "5m".
+// or a plain number of bytes; durations are Go durations such as "90s", "5m"
+// or "1h30m", with d for days of 24 hours as well: "5d", "1d12h".
 // Things that work but should be fixed, such as a secret shorter than 16
 // bytes, are warnings (Policy.Warnings), not errors.
 package policy

@@ -327,6 +327,30 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+func TestParseDuration(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"0", 0}, {"0s", 0}, {"90s", 90 * time.Second}, {"30m", 30 * time.Minute}, {"1h30m", 90 * time.Minute},
+		{"5d", 5 * day}, {"1d12h", 36 * time.Hour}, {"0.5d", 12 * time.Hour}, {"1.5h", 90 * time.Minute},
+		{"2d2d", 4 * day}, {"1h1d", 25 * time.Hour}, {"100ms", 100 * time.Millisecond}, {"1µs", time.Microsecond},
+		{"106751d", 106751 * day},
+	} {
+		got, err := parseDuration(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "5", "d", "1d12", "-5m", "+5m", "5 d", "5 minutes", "5w", "1.2.3h", "5D",
+		"106752d", "106751d24h", "9999999999999999999h", "1d 2h", ".d", "600"} {
+		if d, err := parseDuration(in); err == nil {
+			t.Errorf("parseDuration(%q) = %v, want an error", in, d)
+		}
+	}
+}
+
 func TestErrorFormat(t *testing.T) {
 	_, err := Parse("x.hcl", []byte("server {\n  listen \"s\" { address = \":0\" }\n  mode = \"nope\"\n}\n"), testOptions())
 	var perr *Error
