@@ -181,7 +181,7 @@ func (c *checker) policy(raw *rawFile) *Policy {
 		Features:    map[string]features.Set{},
 		Credentials: map[string]*Credential{},
 		Relays:      map[string]*Relay{},
-		DKIM:        map[string]*DKIM{},
+		DKIM:        map[string][]*DKIM{},
 		Webhooks:    map[string]*Webhook{},
 		now:         time.Now,
 	}
@@ -198,13 +198,13 @@ func (c *checker) policy(raw *rawFile) *Policy {
 	for i := range raw.Relays {
 		c.relay(&raw.Relays[i], p.Relays, relayNames)
 	}
+	for i := range raw.DKIM {
+		c.dkim(&raw.DKIM[i], p.DKIM, dkimNames)
+	}
 	for i := range raw.Credentials {
 		c.credential(&raw.Credentials[i], p, raw.Tracking, loginNames)
 	}
 	c.apiKeys(raw.APIKeys, p)
-	for i := range raw.DKIM {
-		c.dkim(&raw.DKIM[i], p.DKIM, dkimNames)
-	}
 	for i := range raw.Webhooks {
 		c.webhook(&raw.Webhooks[i], p.Webhooks, hookNames)
 	}

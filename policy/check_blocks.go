@@ -313,22 +313,29 @@ func (c *checker) apiKeys(raws []rawAPIKey, p *Policy) {
 	}
 }
 
-// dkim checks a dkim block.
-func (c *checker) dkim(raw *rawDKIM, keys map[string]*DKIM, seen map[string]hcl.Range) {
+// dkim checks a dkim block. A domain may have several, for dual signing
+// (RSA and Ed25519) or a key rotation, each with its own selector; seen holds
+// where each domain and lower-case selector pair was first defined.
+func (c *checker) dkim(raw *rawDKIM, keys map[string][]*DKIM, seen map[string]hcl.Range) {
 	domain := strings.ToLower(strings.TrimSuffix(raw.Domain, "."))
-	if c.duplicate(seen, "dkim", domain, raw.DomainRange) {
-		return
-	}
 	if !isDomain(domain) {
 		c.errorf(raw.DomainRange, "Invalid domain", "%q is not a domain name.", raw.Domain)
 	}
 	d := &DKIM{Domain: domain, Selector: raw.Selector}
-	if c.ok(raw.SelectorRange) && !isDomain(raw.Selector) {
-		c.errorf(raw.SelectorRange, "Invalid selector", "%q is not a DKIM selector (DNS labels: letters, digits, hyphens, dots).", raw.Selector)
+	if c.ok(raw.SelectorRange) {
+		if !isDomain(raw.Selector) {
+			c.errorf(raw.SelectorRange, "Invalid selector", "%q is not a DKIM selector (DNS labels: letters, digits, hyphens, dots).", raw.Selector)
+		}
+		pair := domain + " " + strings.ToLower(raw.Selector)
+		if first, dup := seen[pair]; dup {
+			c.errorf(raw.SelectorRange, "Duplicate dkim selector", "The domain %q already has a key with selector %q (selectors ignore case), at %s; each key of a domain needs its own selector.", domain, raw.Selector, posString(first))
+			return
+		}
+		seen[pair] = raw.SelectorRange
 	}
 	d.Algorithm = c.oneOf(raw.Algorithm, raw.AlgorithmRange, "algorithm", "rsa", "rsa", "ed25519")
 	d.KeyFile = c.path(raw.KeyFile, raw.KeyFileRange, "key_file")
-	keys[domain] = d
+	keys[domain] = append(keys[domain], d)
 }
 
 // webhook checks a webhook block.

@@ -90,10 +90,13 @@ type Policy struct {
 	Credentials map[string]*Credential
 	// APIKeys are the keys of the HTTP API, in file order.
 	APIKeys []APIKey
-	// Relays, DKIM (by lower-case domain) and Webhooks by name.
+	// Relays and Webhooks by name.
 	Relays   map[string]*Relay
-	DKIM     map[string]*DKIM
 	Webhooks map[string]*Webhook
+	// DKIM are the signing keys by lower-case domain, in file order: a
+	// domain with more than one key (each with its own selector) signs
+	// with each of them, such as RSA and Ed25519 for dual signing.
+	DKIM map[string][]*DKIM
 	// Warnings are the diagnostics of things that work but should be
 	// fixed, such as a short secret; each formats as file:line:col.
 	Warnings hcl.Diagnostics
@@ -206,7 +209,7 @@ type Relay struct {
 	Password string
 }
 
-// DKIM is a DKIM signing key for a domain.
+// DKIM is a DKIM signing key for a domain (a dkim block).
 type DKIM struct {
 	Domain    string // lower case
 	Selector  string

@@ -217,8 +217,18 @@ func TestFullPolicy(t *testing.T) {
 	if r := p.Relays["direct"]; r == nil || *r != (Relay{Name: "direct", MX: true}) {
 		t.Errorf("relay direct = %+v", r)
 	}
-	if d := p.DKIM["mywebapp.com"]; d == nil || *d != (DKIM{Domain: "mywebapp.com", Selector: "s2026", Algorithm: "ed25519", KeyFile: filepath.Join(dir, "dkim.key")}) {
+	wantDKIM := []DKIM{
+		{Domain: "mywebapp.com", Selector: "s2026", Algorithm: "ed25519", KeyFile: filepath.Join(dir, "dkim.key")},
+		{Domain: "mywebapp.com", Selector: "rsa2026", Algorithm: "rsa", KeyFile: filepath.Join(dir, "dkim-rsa.key")},
+	}
+	if len(p.DKIM) != 1 || len(p.DKIM["mywebapp.com"]) != len(wantDKIM) {
 		t.Errorf("dkim = %+v", p.DKIM)
+	} else {
+		for i, d := range p.DKIM["mywebapp.com"] {
+			if *d != wantDKIM[i] {
+				t.Errorf("dkim[%d] = %+v, want %+v", i, *d, wantDKIM[i])
+			}
+		}
 	}
 	if h := p.Webhooks["events"]; h == nil || h.URL != "https://hooks.example.com/mail" || h.Secret != testEnv["HOOK_SECRET"] ||
 		!slices.Equal(h.Events, []string{"sent", "bounced", "opened", "clicked"}) {

@@ -21,3 +21,10 @@ dkim "not a domain" {
 dkim "example.org" {
   key_file = "x.key"
 }
+
+# dual signing needs a selector per key; S1 is s1 in the DNS
+dkim "example.com." {
+  selector  = "S1"
+  algorithm = "ed25519"
+  key_file  = "dkim2.key"
+}

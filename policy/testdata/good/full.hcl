@@ -118,6 +118,12 @@ dkim "MyWebApp.com" {
   key_file  = "dkim.key"
 }
 
+# dual signing: a second key for the same domain, with its own selector
+dkim "mywebapp.com" {
+  selector = "rsa2026"
+  key_file = "dkim-rsa.key"
+}
+
 webhook "events" {
   url    = "https://hooks.example.com/mail"
   secret = env("HOOK_SECRET")
