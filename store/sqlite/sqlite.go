@@ -206,7 +206,7 @@ func (db *DB) prepare(ctx context.Context) error {
 		for _, q := range set.queries {
 			st, err := set.db.PrepareContext(ctx, q)
 			if err != nil {
-				db.closeStatements()
+				_ = db.closeStatements()
 				return fmt.Errorf("prepare %q: %w", q, err)
 			}
 			set.into[q] = st
@@ -238,7 +238,9 @@ func (db *DB) checkpointer() {
 			return
 		case <-t.C:
 			var busy, logPages, done int
-			err := db.cdb.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &done)
+			// Bounded by the ticker and Close; a passive checkpoint is
+			// short and needs no caller context.
+			err := db.cdb.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &done)
 			if err != nil {
 				db.log.Warn("wal checkpoint failed", zap.Error(err))
 			}
