@@ -196,7 +196,7 @@ func (c *checker) policy(raw *rawFile) *Policy {
 		c.featureSet(&raw.Features[i], p.Features, featureNames)
 	}
 	for i := range raw.Relays {
-		c.relay(&raw.Relays[i], p.Relays, relayNames)
+		c.relay(&raw.Relays[i], p.Relays, relayNames, p.Server.Hostname)
 	}
 	for i := range raw.DKIM {
 		c.dkim(&raw.DKIM[i], p.DKIM, dkimNames)

@@ -104,8 +104,12 @@ func (c *checker) featureSet(raw *rawFeatures, sets map[string]features.Set, see
 	}
 }
 
+// maxRelayConcurrency is the largest concurrency of a relay.
+const maxRelayConcurrency = 1000
+
 // relay checks a relay block: a smarthost (address) or direct delivery (mx).
-func (c *checker) relay(raw *rawRelay, relays map[string]*Relay, seen map[string]hcl.Range) {
+// hostname is server.hostname, the default EHLO name.
+func (c *checker) relay(raw *rawRelay, relays map[string]*Relay, seen map[string]hcl.Range, hostname string) {
 	if c.duplicate(seen, "relay", raw.Name, raw.NameRange) {
 		return
 	}
@@ -114,6 +118,7 @@ func (c *checker) relay(raw *rawRelay, relays map[string]*Relay, seen map[string
 		return
 	}
 	r := &Relay{Name: raw.Name, MX: raw.MX, Username: raw.Username, Password: raw.Password}
+	c.relayLimits(raw, r, hostname)
 	if present(raw.MXRange) && !c.ok(raw.MXRange) {
 		relays[raw.Name] = r
 		return
@@ -139,8 +144,13 @@ func (c *checker) relay(raw *rawRelay, relays map[string]*Relay, seen map[string
 			name string
 		}{{raw.TLSRange, "tls"}, {raw.UsernameRange, "username"}, {raw.PasswordRange, "password"}} {
 			if present(a.rng) {
-				c.errorf(a.rng, "Unexpected "+a.name, "%s is for a smarthost; a relay with mx = true uses opportunistic STARTTLS and no login.", a.name)
+				c.errorf(a.rng, "Unexpected "+a.name, "%s is for a smarthost; a relay with mx = true uses starttls (%q or %q) and no login.", a.name, StartTLSOpportunistic, StartTLSRequire)
 			}
+		}
+		r.StartTLS = c.oneOf(raw.StartTLS, raw.StartTLSRange, "starttls", StartTLSOpportunistic, StartTLSOpportunistic, StartTLSRequire)
+		r.Port = DefaultMXPort
+		if c.ok(raw.PortRange) {
+			r.Port = c.between(raw.Port, raw.PortRange, "port", 1, 65535, r.Port)
 		}
 	} else {
 		r.TLS = c.oneOf(raw.TLS, raw.TLSRange, "tls", TLSStartTLS, TLSStartTLS, TLSImplicit, TLSNone)
@@ -151,8 +161,83 @@ func (c *checker) relay(raw *rawRelay, relays map[string]*Relay, seen map[string
 			}
 			c.errorf(rng, "Missing "+missing, "A relay login needs both username and password.")
 		}
+		if present(raw.StartTLSRange) {
+			c.errorf(raw.StartTLSRange, "Unexpected starttls", "starttls is for a relay with mx = true; a smarthost uses tls = %q, %q or %q.", TLSStartTLS, TLSImplicit, TLSNone)
+		}
+		if present(raw.PortRange) {
+			c.errorf(raw.PortRange, "Unexpected port", "port is for a relay with mx = true; a smarthost's port is part of its address.")
+		}
 	}
+	c.relayTLS(raw, r)
 	relays[raw.Name] = r
+}
+
+// relayLimits checks the settings common to both kinds of relay: retries,
+// concurrency, rate and EHLO name.
+func (c *checker) relayLimits(raw *rawRelay, r *Relay, hostname string) {
+	r.Helo = hostname
+	if c.ok(raw.HeloRange) {
+		if isDomain(raw.Helo) {
+			r.Helo = raw.Helo
+		} else {
+			c.errorf(raw.HeloRange, "Invalid helo", "%q is not a host name (letters, digits, hyphens and dots).", raw.Helo)
+		}
+	}
+	r.MaxAge = DefaultRelayMaxAge
+	if c.ok(raw.MaxAgeRange) {
+		r.MaxAge = c.duration(raw.MaxAge, raw.MaxAgeRange, r.MaxAge)
+	}
+	r.Concurrency = DefaultRelayConcurrency
+	if c.ok(raw.ConcurrencyRange) {
+		r.Concurrency = c.between(raw.Concurrency, raw.ConcurrencyRange, "concurrency", 1, maxRelayConcurrency, r.Concurrency)
+	}
+	r.PerDomainConcurrency = min(DefaultRelayPerDomainConcurrency, r.Concurrency)
+	if c.ok(raw.PerDomainConcurrencyRange) {
+		v := raw.PerDomainConcurrency
+		if v < 1 || v > r.Concurrency {
+			c.errorf(raw.PerDomainConcurrencyRange, "Invalid per_domain_concurrency", "per_domain_concurrency must be between 1 and the relay's concurrency (%d), not %d.", r.Concurrency, v)
+		} else {
+			r.PerDomainConcurrency = v
+		}
+	}
+	if c.ok(raw.RatePerMinuteRange) {
+		if raw.RatePerMinute < 0 {
+			c.errorf(raw.RatePerMinuteRange, "Invalid rate_per_minute", "rate_per_minute must be 0 (no limit) or more, not %d.", raw.RatePerMinute)
+		} else {
+			r.RatePerMinute = raw.RatePerMinute
+		}
+	}
+}
+
+// relayTLS checks verify_tls and ca_file, after tls or starttls: only a
+// relay that insists on TLS can check a certificate.
+func (c *checker) relayTLS(raw *rawRelay, r *Relay) {
+	var cannot string // why this relay cannot check a certificate
+	switch {
+	case r.MX && r.StartTLS != StartTLSRequire:
+		cannot = fmt.Sprintf("with starttls = %q it delivers in plain text when TLS fails, so there is nothing to check; set starttls = %q to check certificates", StartTLSOpportunistic, StartTLSRequire)
+	case !r.MX && r.TLS == TLSNone:
+		cannot = fmt.Sprintf("it has tls = %q", TLSNone)
+	}
+	r.VerifyTLS = cannot == ""
+	explicit := c.ok(raw.VerifyTLSRange)
+	if explicit {
+		if raw.VerifyTLS && cannot != "" {
+			c.errorf(raw.VerifyTLSRange, "Invalid verify_tls", "Relay %q cannot check its peer's certificate: %s.", r.Name, cannot)
+		}
+		r.VerifyTLS = r.VerifyTLS && raw.VerifyTLS
+	}
+	if !c.ok(raw.CAFileRange) {
+		return
+	}
+	r.CAFile = c.path(raw.CAFile, raw.CAFileRange, "ca_file")
+	switch {
+	case r.VerifyTLS || raw.CAFile == "":
+	case cannot == "":
+		c.errorf(raw.CAFileRange, "Unexpected ca_file", "ca_file adds CAs for checking the relay's certificate, but relay %q has verify_tls = false.", r.Name)
+	case !explicit || !raw.VerifyTLS:
+		c.errorf(raw.CAFileRange, "Unexpected ca_file", "ca_file adds CAs for checking the relay's certificate, but relay %q cannot check it: %s.", r.Name, cannot)
+	}
 }
 
 // credential checks a credential block and its references to features and relays.

@@ -92,6 +92,15 @@ func (c *checker) positive(v int, rng hcl.Range, attr string, def int) int {
 	return v
 }
 
+// between checks an integer that must be from lo to hi.
+func (c *checker) between(v int, rng hcl.Range, attr string, lo, hi, def int) int {
+	if v < lo || v > hi {
+		c.errorf(rng, "Invalid "+attr, "%s must be between %d and %d, not %d.", attr, lo, hi, v)
+		return def
+	}
+	return v
+}
+
 // listeners checks the listen blocks: names, addresses, clashes.
 func (c *checker) listeners(raw *rawServer, s *Server) {
 	if len(raw.Listeners) == 0 && present(raw.DefRange) {

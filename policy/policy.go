@@ -8,7 +8,8 @@
 //
 // Expressions may call env("NAME") (an error if NAME is unset), file("path")
 // and trimspace(s). Relative paths in the file (file("..."), tls, data_dir,
-// store.path, dkim.key_file) are relative to the directory of the policy file.
+// store.path, dkim.key_file, relay.ca_file) are relative to the directory of
+// the policy file.
 // Sizes are strings with a unit of B, KB, MB or GB, where 1 KB is 1024 bytes,
 // or a plain number of bytes; durations are Go durations such as "90s", "5m"
 // or "1h30m", with d for days of 24 hours as well: "5d", "1d12h".
@@ -48,6 +49,12 @@ const (
 	TLSNone     = "none"     // relays only: no TLS at all (a local test relay)
 )
 
+// Values of an mx relay's starttls.
+const (
+	StartTLSOpportunistic = "opportunistic" // TLS when the MX host offers it, plain text otherwise
+	StartTLSRequire       = "require"       // no delivery without TLS
+)
+
 // Values of store.driver.
 const (
 	DriverSQLite   = "sqlite"
@@ -66,6 +73,11 @@ const (
 	DefaultMaxRecipients  = 100
 	DefaultDataDir        = "./data"
 	DefaultHTTPAddress    = ":8025"
+
+	DefaultRelayMaxAge               = 5 * 24 * time.Hour
+	DefaultRelayConcurrency          = 20
+	DefaultRelayPerDomainConcurrency = 5
+	DefaultMXPort                    = 25
 )
 
 // ErrBadCredentials is returned by Authenticate for an unknown user name or a
@@ -199,14 +211,46 @@ type APIKey struct {
 	sum [32]byte // SHA-256 of the key
 }
 
-// Relay is an upstream: a smarthost, or direct delivery to MX hosts.
+// Relay is an upstream: a smarthost, or direct delivery to MX hosts. Every
+// field is filled in, with the default when absent from the file.
 type Relay struct {
 	Name     string
 	MX       bool   // deliver to the recipients' MX hosts; Address is then ""
 	Address  string // host:port of a smarthost
-	TLS      string // TLSStartTLS (default), TLSImplicit or TLSNone
+	TLS      string // smarthost: TLSStartTLS (default), TLSImplicit or TLSNone; "" with MX
 	Username string
 	Password string
+	// StartTLS is, with MX, StartTLSOpportunistic (the default) or
+	// StartTLSRequire; "" for a smarthost.
+	StartTLS string
+	// Port is the SMTP port of the MX hosts, DefaultMXPort unless the file
+	// says otherwise (tests point MX hosts at a loopback port); 0 for a
+	// smarthost, whose port is in Address.
+	Port int
+	// VerifyTLS says to check the peer's certificate (chain and host name).
+	// verify_tls defaults to true; it can be true only for a smarthost with
+	// TLS, or with MX and StartTLSRequire. Opportunistic STARTTLS never
+	// checks: it would deliver in plain text anyway.
+	VerifyTLS bool
+	// CAFile is a PEM bundle of CAs trusted besides the system's when
+	// checking the certificate, resolved against the policy file's
+	// directory (the application reads it); "" for none. Only with VerifyTLS.
+	CAFile string
+	// Helo is the name sent in EHLO; default server.hostname.
+	Helo string
+	// MaxAge is how long a message is retried before it fails; default
+	// DefaultRelayMaxAge.
+	MaxAge time.Duration
+	// Concurrency bounds the simultaneous SMTP connections of this relay:
+	// 1 to 1000, default DefaultRelayConcurrency.
+	Concurrency int
+	// PerDomainConcurrency bounds the simultaneous connections for one
+	// recipient domain: 1 to Concurrency, default
+	// DefaultRelayPerDomainConcurrency (or Concurrency, if smaller).
+	PerDomainConcurrency int
+	// RatePerMinute bounds the messages per minute to one recipient
+	// domain; 0, the default, is no bound.
+	RatePerMinute int
 }
 
 // DKIM is a DKIM signing key for a domain (a dkim block).

@@ -211,11 +211,16 @@ func TestFullPolicy(t *testing.T) {
 	if len(p.APIKeys) != 2 || p.APIKeys[0].Name != "staging-tests" || p.APIKeys[1].Name != "admin" || !p.APIKeys[1].All {
 		t.Errorf("APIKeys = %+v", p.APIKeys)
 	}
-	if r := p.Relays["sendgrid"]; r == nil || *r != (Relay{Name: "sendgrid", Address: "smtp.sendgrid.net:587", TLS: TLSStartTLS, Username: "apikey", Password: testEnv["SG_KEY"]}) {
-		t.Errorf("relay sendgrid = %+v", r)
+	wantSendgrid := Relay{Name: "sendgrid", Address: "smtp.sendgrid.net:587", TLS: TLSStartTLS, Username: "apikey", Password: testEnv["SG_KEY"],
+		VerifyTLS: true, CAFile: filepath.Join(dir, "ca.pem"), Helo: "out.example.com", MaxAge: 36 * time.Hour,
+		Concurrency: 10, PerDomainConcurrency: 10, RatePerMinute: 600}
+	if r := p.Relays["sendgrid"]; r == nil || *r != wantSendgrid {
+		t.Errorf("relay sendgrid = %+v, want %+v", r, wantSendgrid)
 	}
-	if r := p.Relays["direct"]; r == nil || *r != (Relay{Name: "direct", MX: true}) {
-		t.Errorf("relay direct = %+v", r)
+	wantDirect := Relay{Name: "direct", MX: true, StartTLS: StartTLSRequire, Port: 2525, VerifyTLS: true, CAFile: "/etc/ssl/extra-ca.pem",
+		Helo: "mail.example.com", MaxAge: 5 * 24 * time.Hour, Concurrency: 20, PerDomainConcurrency: 5}
+	if r := p.Relays["direct"]; r == nil || *r != wantDirect {
+		t.Errorf("relay direct = %+v, want %+v", r, wantDirect)
 	}
 	wantDKIM := []DKIM{
 		{Domain: "mywebapp.com", Selector: "s2026", Algorithm: "ed25519", KeyFile: filepath.Join(dir, "dkim.key")},
@@ -265,6 +270,25 @@ func TestDefaults(t *testing.T) {
 	}
 	if _, err := p.Authenticate(t.Context(), "anyone", "x"); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("Authenticate without credentials = %v", err)
+	}
+}
+
+func TestRelayDefaults(t *testing.T) {
+	p := loadTest(t, "testdata/good/relays.hcl")
+	const day = 24 * time.Hour
+	for _, want := range []Relay{
+		{Name: "mx", MX: true, StartTLS: StartTLSOpportunistic, Port: 25, Helo: "relay.example.com", MaxAge: 5 * day, Concurrency: 20, PerDomainConcurrency: 5},
+		{Name: "mx-quiet", MX: true, StartTLS: StartTLSOpportunistic, Port: 25, Helo: "relay.example.com", MaxAge: 30 * time.Minute, Concurrency: 20, PerDomainConcurrency: 5},
+		{Name: "smarthost", Address: "smtp.example.net:465", TLS: TLSImplicit, VerifyTLS: true, Helo: "relay.example.com", MaxAge: 5 * day, Concurrency: 20, PerDomainConcurrency: 5},
+		{Name: "plain", Address: "127.0.0.1:2525", TLS: TLSNone, Helo: "relay.example.com", MaxAge: 5 * day, Concurrency: 20, PerDomainConcurrency: 5},
+		{Name: "lab", Address: "lab.example.net:587", TLS: TLSStartTLS, Helo: "relay.example.com", MaxAge: 5 * day, Concurrency: 3, PerDomainConcurrency: 3},
+	} {
+		if r := p.Relays[want.Name]; r == nil || *r != want {
+			t.Errorf("relay %s = %+v, want %+v", want.Name, r, want)
+		}
+	}
+	if len(p.Relays) != 5 {
+		t.Errorf("%d relays, want 5", len(p.Relays))
 	}
 }
 

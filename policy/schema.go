@@ -150,7 +150,27 @@ type rawRelay struct {
 	UsernameRange hcl.Range `hcl:"username,attr_value_range"`
 	Password      string    `hcl:"password,optional"`
 	PasswordRange hcl.Range `hcl:"password,attr_value_range"`
-	DefRange      hcl.Range `hcl:",def_range"`
+
+	StartTLS                  string    `hcl:"starttls,optional"`
+	StartTLSRange             hcl.Range `hcl:"starttls,attr_value_range"`
+	Port                      int       `hcl:"port,optional"`
+	PortRange                 hcl.Range `hcl:"port,attr_value_range"`
+	VerifyTLS                 bool      `hcl:"verify_tls,optional"`
+	VerifyTLSRange            hcl.Range `hcl:"verify_tls,attr_value_range"`
+	CAFile                    string    `hcl:"ca_file,optional"`
+	CAFileRange               hcl.Range `hcl:"ca_file,attr_value_range"`
+	Helo                      string    `hcl:"helo,optional"`
+	HeloRange                 hcl.Range `hcl:"helo,attr_value_range"`
+	MaxAge                    string    `hcl:"max_age,optional"`
+	MaxAgeRange               hcl.Range `hcl:"max_age,attr_value_range"`
+	Concurrency               int       `hcl:"concurrency,optional"`
+	ConcurrencyRange          hcl.Range `hcl:"concurrency,attr_value_range"`
+	PerDomainConcurrency      int       `hcl:"per_domain_concurrency,optional"`
+	PerDomainConcurrencyRange hcl.Range `hcl:"per_domain_concurrency,attr_value_range"`
+	RatePerMinute             int       `hcl:"rate_per_minute,optional"`
+	RatePerMinuteRange        hcl.Range `hcl:"rate_per_minute,attr_value_range"`
+
+	DefRange hcl.Range `hcl:",def_range"`
 }
 
 type rawDKIM struct {

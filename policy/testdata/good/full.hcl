@@ -102,14 +102,25 @@ api_key "admin" {
 }
 
 relay "sendgrid" {
-  address  = "smtp.sendgrid.net:587"
-  tls      = "starttls"
-  username = "apikey"
-  password = env("SG_KEY")
+  address                = "smtp.sendgrid.net:587"
+  tls                    = "starttls"
+  username               = "apikey"
+  password               = env("SG_KEY")
+  verify_tls             = true
+  ca_file                = "ca.pem"
+  helo                   = "out.example.com"
+  max_age                = "1d12h"
+  concurrency            = 10
+  per_domain_concurrency = 10
+  rate_per_minute        = 600
 }
 
 relay "direct" {
-  mx = true
+  mx         = true
+  starttls   = "require"
+  port       = 2525
+  verify_tls = true
+  ca_file    = "/etc/ssl/extra-ca.pem"
 }
 
 dkim "MyWebApp.com" {
