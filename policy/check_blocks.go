@@ -305,6 +305,15 @@ func (c *checker) credential(raw *rawCredential, p *Policy, tracking *rawTrackin
 			cr.Route = raw.Route
 		}
 	}
+	if c.ok(raw.DKIMDomainRange) {
+		d := strings.ToLower(strings.TrimSuffix(raw.DKIMDomain, "."))
+		if len(p.DKIM[d]) == 0 {
+			c.errorf(raw.DKIMDomainRange, "Unknown dkim_domain", "There is no dkim %q block.%s", raw.DKIMDomain, suggestion(d, mapKeys(p.DKIM)))
+		} else {
+			cr.DKIMDomain = d
+		}
+	}
+	cr.Retention = c.retention(raw.Retention, p.Server.Retention)
 	c.trackingNeeds(raw, cr, overRngs, p, tracking)
 	p.Credentials[raw.Label] = cr
 }

@@ -69,10 +69,42 @@ func (c *checker) server(raw *rawServer, s *Server) {
 		s.TLS = &TLSFiles{CertFile: c.path(raw.TLS.CertFile, raw.TLS.CertFileRange, "cert_file"),
 			KeyFile: c.path(raw.TLS.KeyFile, raw.TLS.KeyFileRange, "key_file")}
 	}
+	s.MaxScheduleAhead = DefaultMaxScheduleAhead
+	if c.ok(raw.MaxScheduleAheadRange) {
+		s.MaxScheduleAhead = c.duration(raw.MaxScheduleAhead, raw.MaxScheduleAheadRange, s.MaxScheduleAhead)
+	}
+	s.CaptureSimulateSent = raw.CaptureSimulateSent
+	s.Retention = c.retention(raw.Retention, Retention{})
+
 	c.listeners(raw, s)
 	c.http(raw.HTTP, &s.HTTP)
 	c.store(raw.Store, &s.Store, s.DataDir)
 	c.limits(raw.Limits, &s.Limits)
+}
+
+// retention checks a retention block; def is the retention without one.
+// Zero, written or left out, is no bound.
+func (c *checker) retention(raw *rawRetention, def Retention) Retention {
+	if raw == nil {
+		return def
+	}
+	var r Retention
+	if c.ok(raw.MaxMessagesRange) {
+		if raw.MaxMessages < 0 {
+			c.errorf(raw.MaxMessagesRange, "Invalid max_messages", "max_messages must be 0 (no bound) or more, not %d.", raw.MaxMessages)
+		} else {
+			r.MaxMessages = raw.MaxMessages
+		}
+	}
+	if c.ok(raw.MaxAgeRange) {
+		d, err := parseDuration(raw.MaxAge)
+		if err != nil {
+			c.errorf(raw.MaxAgeRange, "Invalid duration", "%q is not a duration such as \"12h\" or \"7d\" (1d = 24h), or \"0\" for no bound.", raw.MaxAge)
+		} else {
+			r.MaxAge = d
+		}
+	}
+	return r
 }
 
 // path checks a required file path and resolves it.

@@ -78,6 +78,8 @@ const (
 	DefaultRelayConcurrency          = 20
 	DefaultRelayPerDomainConcurrency = 5
 	DefaultMXPort                    = 25
+
+	DefaultMaxScheduleAhead = 30 * 24 * time.Hour
 )
 
 // ErrBadCredentials is returned by Authenticate for an unknown user name or a
@@ -131,6 +133,25 @@ type Server struct {
 	HTTP           HTTP
 	Store          Store
 	Limits         Limits
+	// MaxScheduleAhead is how far in the future a message's send-at may
+	// be; a message scheduled later is refused. Default
+	// DefaultMaxScheduleAhead.
+	MaxScheduleAhead time.Duration
+	// CaptureSimulateSent says to add, for every captured message (capture
+	// mode, or route "capture"), a simulated "sent" event per recipient
+	// after the "captured" one, so that an app sees the events of a
+	// delivery in staging. Default false.
+	CaptureSimulateSent bool
+	// Retention is the server's retention block: the retention of every
+	// credential without a retention block of its own. Zero when absent.
+	Retention Retention
+}
+
+// Retention bounds the captured mail kept for a login (a retention block);
+// the store deletes what is beyond either bound (see store.Retention).
+type Retention struct {
+	MaxMessages int           // keep the newest MaxMessages messages; 0 = no bound
+	MaxAge      time.Duration // delete messages older than MaxAge; 0 = no bound
 }
 
 // TLSFiles are a PEM certificate chain and its key.
@@ -198,6 +219,14 @@ type Credential struct {
 	// AllowFrom are the sender patterns, in lower case; nil means any sender.
 	AllowFrom []string
 	Route     string // RouteCapture (default) or a relay name
+	// DKIMDomain, if not "", is the domain (lower case) of the dkim
+	// blocks whose keys sign this login's mail, whatever its From domain.
+	// "" signs with the keys of the From domain, if there are any.
+	DKIMDomain string
+	// Retention is the credential's retention block, whole, or else
+	// server.retention: a credential's block replaces the server's, so
+	// a bound it leaves out is no bound (retention {} keeps everything).
+	Retention Retention
 
 	hash *parsedHash
 }

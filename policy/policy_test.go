@@ -181,6 +181,9 @@ func TestFullPolicy(t *testing.T) {
 	if s.Store != (Store{Driver: DriverSQLite, Path: filepath.Join(dir, "state", "db")}) {
 		t.Errorf("Store = %+v", s.Store)
 	}
+	if s.MaxScheduleAhead != 7*24*time.Hour || !s.CaptureSimulateSent || s.Retention != (Retention{MaxMessages: 5000, MaxAge: 14 * 24 * time.Hour}) {
+		t.Errorf("MaxScheduleAhead %v, CaptureSimulateSent %v, Retention %+v", s.MaxScheduleAhead, s.CaptureSimulateSent, s.Retention)
+	}
 	wantLimits := Limits{MaxConnections: 500, MaxConnectionsPerIP: 20, MaxAuthFailures: 5, CommandTimeout: 2 * time.Minute, DataTimeout: 15 * time.Minute}
 	if s.Limits != wantLimits {
 		t.Errorf("Limits = %+v, want %+v", s.Limits, wantLimits)
@@ -201,11 +204,15 @@ func TestFullPolicy(t *testing.T) {
 		!slices.Equal(w.AllowFrom, []string{"*@mywebapp.com", "*@*.mywebapp.com", "ops@example.org"}) {
 		t.Errorf("credential webapp = %+v", w)
 	}
-	if n := p.Credentials["newsletter"]; n == nil || !slices.Equal(n.Overridable, features.AllNames) || n.Route != "direct" {
+	if w != nil && (w.DKIMDomain != "mywebapp.com" || w.Retention != (Retention{MaxMessages: 1000, MaxAge: 7 * 24 * time.Hour})) {
+		t.Errorf("credential webapp: DKIMDomain %q, Retention %+v", w.DKIMDomain, w.Retention)
+	}
+	if n := p.Credentials["newsletter"]; n == nil || !slices.Equal(n.Overridable, features.AllNames) || n.Route != "direct" ||
+		n.Retention != (Retention{}) || n.DKIMDomain != "" {
 		t.Errorf("credential newsletter = %+v", n)
 	}
 	if o := p.Credentials["other"]; o == nil || o.Route != RouteCapture || o.FeaturesName != "" || o.Features != (features.Set{}) ||
-		o.AllowFrom != nil || o.Overridable != nil || !strings.HasPrefix(o.PasswordHash, "$argon2id$") {
+		o.AllowFrom != nil || o.Overridable != nil || !strings.HasPrefix(o.PasswordHash, "$argon2id$") || o.Retention != s.Retention {
 		t.Errorf("credential other = %+v", o)
 	}
 	if len(p.APIKeys) != 2 || p.APIKeys[0].Name != "staging-tests" || p.APIKeys[1].Name != "admin" || !p.APIKeys[1].All {
@@ -250,6 +257,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if s.Mode != ModeRelay || s.MaxMessageSize != 25<<20 || s.MaxRecipients != 100 || s.TLS != nil {
 		t.Errorf("server = %+v", s)
+	}
+	if s.MaxScheduleAhead != 30*24*time.Hour || s.CaptureSimulateSent || s.Retention != (Retention{}) {
+		t.Errorf("MaxScheduleAhead %v, CaptureSimulateSent %v, Retention %+v", s.MaxScheduleAhead, s.CaptureSimulateSent, s.Retention)
 	}
 	dataDir := filepath.Join("testdata", "good", "data")
 	if s.DataDir != dataDir || s.Store != (Store{Driver: DriverSQLite, Path: dataDir}) {

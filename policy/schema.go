@@ -31,6 +31,11 @@ type rawServer struct {
 	DataDir             string    `hcl:"data_dir,optional"`
 	DataDirRange        hcl.Range `hcl:"data_dir,attr_value_range"`
 
+	MaxScheduleAhead      string        `hcl:"max_schedule_ahead,optional"`
+	MaxScheduleAheadRange hcl.Range     `hcl:"max_schedule_ahead,attr_value_range"`
+	CaptureSimulateSent   bool          `hcl:"capture_simulate_sent,optional"`
+	Retention             *rawRetention `hcl:"retention,block"`
+
 	TLS       *rawTLS       `hcl:"tls,block"`
 	Listeners []rawListener `hcl:"listen,block"`
 	HTTP      *rawHTTP      `hcl:"http,block"`
@@ -87,6 +92,13 @@ type rawLimits struct {
 	MaxAuthFailuresRange     hcl.Range `hcl:"max_auth_failures,attr_value_range"`
 }
 
+type rawRetention struct {
+	MaxMessages      int       `hcl:"max_messages,optional"`
+	MaxMessagesRange hcl.Range `hcl:"max_messages,attr_value_range"`
+	MaxAge           string    `hcl:"max_age,optional"`
+	MaxAgeRange      hcl.Range `hcl:"max_age,attr_value_range"`
+}
+
 type rawDirectives struct {
 	Prefixes     hcl.Expression `hcl:"prefixes,optional"`
 	Vendors      hcl.Expression `hcl:"vendors,optional"`
@@ -126,6 +138,9 @@ type rawCredential struct {
 	AllowFrom         hcl.Expression `hcl:"allow_from,optional"`
 	Route             string         `hcl:"route,optional"`
 	RouteRange        hcl.Range      `hcl:"route,attr_value_range"`
+	DKIMDomain        string         `hcl:"dkim_domain,optional"`
+	DKIMDomainRange   hcl.Range      `hcl:"dkim_domain,attr_value_range"`
+	Retention         *rawRetention  `hcl:"retention,block"`
 	DefRange          hcl.Range      `hcl:",def_range"`
 }
 

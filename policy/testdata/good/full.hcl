@@ -9,6 +9,13 @@ server {
   max_recipients   = 50
   data_dir         = "./state"
 
+  max_schedule_ahead    = "7d"
+  capture_simulate_sent = true
+  retention {
+    max_messages = 5000
+    max_age      = "14d"
+  }
+
   tls {
     cert_file = "cert.pem"
     key_file  = "key.pem"
@@ -77,6 +84,11 @@ credential "webapp" {
   overridable   = ["track_opens"]
   allow_from    = ["*@mywebapp.com", "*@*.mywebapp.com", "Ops@Example.org"]
   route         = "sendgrid"
+  dkim_domain   = "MyWebApp.com."
+  retention {
+    max_messages = 1000
+    max_age      = "7d"
+  }
 }
 
 credential "newsletter" {
@@ -85,6 +97,7 @@ credential "newsletter" {
   overridable   = ["*"]
   allow_from    = ["*"]
   route         = "direct"
+  retention {} # keeps everything, whatever server.retention says
 }
 
 credential "other" {
