@@ -206,7 +206,7 @@ func (c *checker) policy(raw *rawFile) *Policy {
 	}
 	c.apiKeys(raw.APIKeys, p)
 	for i := range raw.Webhooks {
-		c.webhook(&raw.Webhooks[i], p.Webhooks, hookNames)
+		c.webhook(&raw.Webhooks[i], p, hookNames)
 	}
 
 	// Unknown users are verified against a hash of the same kind and cost as

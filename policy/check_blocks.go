@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/smtpgate/smtpgate/features"
+	"github.com/smtpgate/smtpgate/store"
 )
 
 // minSecretLen is the length, in bytes, below which a secret or key gets a warning.
@@ -18,7 +19,8 @@ const minSecretLen = 16
 // Names a policy may use. They are never modified.
 var (
 	vendorNames  = []string{"mailgun", "postmark", "emailengine", "sendgrid"}
-	webhookNames = []string{"accepted", "captured", "sent", "deferred", "bounced", "failed", "opened", "clicked"}
+	webhookNames = []string{store.EventQueued, store.EventCaptured, store.EventSent, store.EventDeferred, store.EventBounced,
+		store.EventFailed, store.EventOpened, store.EventClicked, store.EventDirective}
 	// trackingNames are the features that need tracking.secret.
 	trackingNames = []string{features.TrackClicks, features.TrackTextLinks, features.TrackOpens, features.TrackBounces}
 )
@@ -432,12 +434,12 @@ func (c *checker) dkim(raw *rawDKIM, keys map[string][]*DKIM, seen map[string]hc
 	keys[domain] = append(keys[domain], d)
 }
 
-// webhook checks a webhook block.
-func (c *checker) webhook(raw *rawWebhook, hooks map[string]*Webhook, seen map[string]hcl.Range) {
+// webhook checks a webhook block, after the credentials it may name.
+func (c *checker) webhook(raw *rawWebhook, p *Policy, seen map[string]hcl.Range) {
 	if c.duplicate(seen, "webhook", raw.Name, raw.NameRange) {
 		return
 	}
-	w := &Webhook{Name: raw.Name, URL: raw.URL, Secret: raw.Secret}
+	w := &Webhook{Name: raw.Name, URL: raw.URL, Secret: raw.Secret, MaxAge: DefaultWebhookMaxAge}
 	if c.ok(raw.URLRange) {
 		u, err := url.Parse(raw.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -452,6 +454,10 @@ func (c *checker) webhook(raw *rawWebhook, hooks map[string]*Webhook, seen map[s
 		c.errorf(raw.Events.Range(), "Empty events", `A webhook with no events gets nothing; list events, or ["*"] for all.`)
 	}
 	for i, v := range vals {
+		if v == "accepted" {
+			c.warnf(rngs[i], "Old event name", "%q is now called %q.", v, store.EventQueued)
+			v = store.EventQueued
+		}
 		switch {
 		case v == "*":
 			w.Events = append(w.Events[:0], webhookNames...)
@@ -463,5 +469,23 @@ func (c *checker) webhook(raw *rawWebhook, hooks map[string]*Webhook, seen map[s
 			c.errorf(rngs[i], "Unknown event", "%q is not one of %s, or \"*\".%s", v, quoteList(webhookNames), suggestion(v, webhookNames))
 		}
 	}
-	hooks[raw.Name] = w
+	vals, rngs, state = c.strings(raw.Logins)
+	if state == listOK && len(vals) == 0 {
+		c.errorf(raw.Logins.Range(), "Empty logins", `A webhook with no logins gets nothing; list logins, or leave logins out for all.`)
+	}
+	for i, v := range vals {
+		switch {
+		case v == "*" && len(vals) == 1:
+		case v == "*":
+			c.errorf(rngs[i], "Invalid logins", `"*" (all logins) must be alone in the list.`)
+		case p.Credentials[v] == nil:
+			c.errorf(rngs[i], "Unknown login", "There is no credential %q.%s", v, suggestion(v, p.loginNames()))
+		case !slices.Contains(w.Logins, v):
+			w.Logins = append(w.Logins, v)
+		}
+	}
+	if c.ok(raw.MaxAgeRange) {
+		w.MaxAge = c.duration(raw.MaxAge, raw.MaxAgeRange, w.MaxAge)
+	}
+	p.Webhooks[raw.Name] = w
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -80,6 +81,7 @@ const (
 	DefaultMXPort                    = 25
 
 	DefaultMaxScheduleAhead = 30 * 24 * time.Hour
+	DefaultWebhookMaxAge    = 24 * time.Hour
 )
 
 // ErrBadCredentials is returned by Authenticate for an unknown user name or a
@@ -293,9 +295,24 @@ type DKIM struct {
 // Webhook is an endpoint that receives signed events.
 type Webhook struct {
 	Name   string
-	URL    string
+	URL    string // http or https
 	Secret string
-	Events []string // sent, bounced, opened, clicked, ...; ["*"] for all
+	// Events are the event types sent, in file order: store.EventQueued,
+	// EventCaptured, EventSent, EventDeferred, EventBounced, EventFailed,
+	// EventOpened, EventClicked or EventDirective; "*" in the file is all
+	// of them. "accepted" is an old name of "queued".
+	Events []string
+	// Logins are the logins whose events are sent; nil (logins left out,
+	// or ["*"]) is every login.
+	Logins []string
+	// MaxAge is how long a delivery is retried; default DefaultWebhookMaxAge.
+	MaxAge time.Duration
+}
+
+// Wants reports whether the webhook gets events of type event about the
+// mail of login.
+func (w *Webhook) Wants(login, event string) bool {
+	return slices.Contains(w.Events, event) && (w.Logins == nil || slices.Contains(w.Logins, login))
 }
 
 // Error is the error of a policy that does not load: its diagnostics.

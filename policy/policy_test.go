@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/smtpgate/smtpgate/features"
+	"github.com/smtpgate/smtpgate/store"
 )
 
 // testEnv is the environment of the test policies.
@@ -243,8 +244,12 @@ func TestFullPolicy(t *testing.T) {
 		}
 	}
 	if h := p.Webhooks["events"]; h == nil || h.URL != "https://hooks.example.com/mail" || h.Secret != testEnv["HOOK_SECRET"] ||
-		!slices.Equal(h.Events, []string{"sent", "bounced", "opened", "clicked"}) {
-		t.Errorf("webhook = %+v", h)
+		!slices.Equal(h.Events, []string{"sent", "bounced", "opened", "clicked", "directive"}) ||
+		!slices.Equal(h.Logins, []string{"webapp", "newsletter"}) || h.MaxAge != 2*time.Hour {
+		t.Errorf("webhook events = %+v", h)
+	}
+	if h := p.Webhooks["audit"]; h == nil || !slices.Equal(h.Events, []string{"queued", "captured", "failed"}) || h.Logins != nil || h.MaxAge != 24*time.Hour {
+		t.Errorf("webhook audit = %+v", h)
 	}
 }
 
@@ -313,8 +318,36 @@ func TestPostgresPolicy(t *testing.T) {
 	if !slices.Equal(p.Directives.Vendors, []string{"mailgun"}) || !slices.Equal(p.Directives.Prefixes, []string{"X-Mail-"}) {
 		t.Errorf("Directives = %+v", p.Directives)
 	}
-	if h := p.Webhooks["all"]; h == nil || len(h.Events) != len(webhookNames) {
+	if h := p.Webhooks["all"]; h == nil || len(h.Events) != len(webhookNames) || h.Logins != nil || h.MaxAge != DefaultWebhookMaxAge {
 		t.Errorf("webhook all = %+v", h)
+	}
+}
+
+func TestWebhookWants(t *testing.T) {
+	p := loadTest(t, "testdata/good/full.hcl")
+	events, audit := p.Webhooks["events"], p.Webhooks["audit"]
+	for _, tc := range []struct {
+		w            *Webhook
+		login, event string
+		want         bool
+	}{
+		{events, "webapp", store.EventSent, true},
+		{events, "newsletter", store.EventDirective, true},
+		{events, "other", store.EventSent, false},    // not one of its logins
+		{events, "webapp", store.EventQueued, false}, // not one of its events
+		{events, "", store.EventSent, false},
+		{audit, "other", store.EventQueued, true},
+		{audit, "anyone", store.EventFailed, true},
+		{audit, "other", store.EventSent, false},
+	} {
+		if got := tc.w.Wants(tc.login, tc.event); got != tc.want {
+			t.Errorf("webhook %s: Wants(%q, %q) = %v, want %v", tc.w.Name, tc.login, tc.event, got, tc.want)
+		}
+	}
+	// "accepted" is the old name of "queued".
+	s := loadTest(t, "testdata/good/short_secrets.hcl")
+	if h := s.Webhooks["w"]; !slices.Equal(h.Events, []string{store.EventSent, store.EventQueued}) {
+		t.Errorf("webhook w events = %q", h.Events)
 	}
 }
 

@@ -207,4 +207,7 @@ type rawWebhook struct {
 	Secret      string         `hcl:"secret"`
 	SecretRange hcl.Range      `hcl:"secret,attr_value_range"`
 	Events      hcl.Expression `hcl:"events"`
+	Logins      hcl.Expression `hcl:"logins,optional"`
+	MaxAge      string         `hcl:"max_age,optional"`
+	MaxAgeRange hcl.Range      `hcl:"max_age,attr_value_range"`
 }

@@ -151,5 +151,14 @@ dkim "mywebapp.com" {
 webhook "events" {
   url    = "https://hooks.example.com/mail"
   secret = env("HOOK_SECRET")
-  events = ["sent", "bounced", "opened", "clicked"]
+  events = ["sent", "bounced", "opened", "clicked", "directive"]
+  logins = ["webapp", "newsletter", "webapp"]
+  max_age = "2h"
+}
+
+webhook "audit" {
+  url    = "http://127.0.0.1:9000/audit"
+  secret = env("HOOK_SECRET")
+  events = ["queued", "captured", "failed"]
+  logins = ["*"]
 }

@@ -23,5 +23,5 @@ api_key "k1" {
 webhook "w" {
   url    = "https://hooks.example.com/"
   secret = "hook"
-  events = ["sent"]
+  events = ["sent", "accepted"] # the old name of "queued"
 }
