@@ -185,7 +185,7 @@ func (c *checker) policy(raw *rawFile) *Policy {
 		Webhooks:    map[string]*Webhook{},
 		now:         time.Now,
 	}
-	c.server(&raw.Server, &p.Server)
+	c.server(&raw.Server, &p.Server, raw.Tracking != nil && present(raw.Tracking.BounceDomainRange))
 	c.directives(raw.Directives, &p.Directives)
 	c.tracking(raw.Tracking, &p.Tracking, p.Server.HTTP.PublicURL)
 	// Each kind of labelled block has its own name space; these remember

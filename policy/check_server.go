@@ -26,8 +26,10 @@ const (
 // maxMessageSizeLimit is the largest max_message_size accepted.
 const maxMessageSizeLimit = 1 << 30
 
-// server checks the server block and fills in its defaults.
-func (c *checker) server(raw *rawServer, s *Server) {
+// server checks the server block and fills in its defaults. bounceDomain
+// says whether the tracking block has a bounce_domain, which a bounces
+// listener needs.
+func (c *checker) server(raw *rawServer, s *Server, bounceDomain bool) {
 	s.Hostname = raw.Hostname
 	if !present(raw.HostnameRange) {
 		h, err := os.Hostname()
@@ -76,7 +78,7 @@ func (c *checker) server(raw *rawServer, s *Server) {
 	s.CaptureSimulateSent = raw.CaptureSimulateSent
 	s.Retention = c.retention(raw.Retention, Retention{})
 
-	c.listeners(raw, s)
+	c.listeners(raw, s, bounceDomain)
 	c.http(raw.HTTP, &s.HTTP)
 	c.store(raw.Store, &s.Store, s.DataDir)
 	c.limits(raw.Limits, &s.Limits)
@@ -133,8 +135,8 @@ func (c *checker) between(v int, rng hcl.Range, attr string, lo, hi, def int) in
 	return v
 }
 
-// listeners checks the listen blocks: names, addresses, clashes.
-func (c *checker) listeners(raw *rawServer, s *Server) {
+// listeners checks the listen blocks: names, addresses, clashes, purposes.
+func (c *checker) listeners(raw *rawServer, s *Server, bounceDomain bool) {
 	if len(raw.Listeners) == 0 && present(raw.DefRange) {
 		c.errorf(raw.DefRange, "Missing listen block", `The server needs at least one listen block, such as listen "submission" { address = ":587" }.`)
 	}
@@ -153,6 +155,15 @@ func (c *checker) listeners(raw *rawServer, s *Server) {
 		}
 		lst := Listener{Name: l.Name, Address: l.Address, ProxyProtocol: l.ProxyProtocol}
 		lst.TLS = c.oneOf(l.TLS, l.TLSRange, "tls", TLSStartTLS, TLSStartTLS, TLSImplicit)
+		lst.Purpose = c.oneOf(l.Purpose, l.PurposeRange, "purpose", PurposeSubmission, PurposeSubmission, PurposeBounces)
+		if lst.Purpose == PurposeBounces {
+			if !bounceDomain {
+				c.errorf(l.PurposeRange, "Missing tracking bounce_domain", "Listener %q receives bounces, which are addressed to tracking.bounce_domain, but there is none.", l.Name)
+			}
+			if lst.TLS == TLSImplicit {
+				c.errorf(l.TLSRange, "Invalid tls", "A bounces listener receives mail from other mail servers, which connect in plain text and may use STARTTLS; tls = %q is not possible.", TLSImplicit)
+			}
+		}
 		if c.ok(l.AddressRange) {
 			host, port, err := splitHostPort(l.Address)
 			if err != nil {

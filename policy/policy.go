@@ -50,6 +50,12 @@ const (
 	TLSNone     = "none"     // relays only: no TLS at all (a local test relay)
 )
 
+// Values of a listener's purpose.
+const (
+	PurposeSubmission = "submission" // apps log in and submit mail
+	PurposeBounces    = "bounces"    // other mail servers deliver DSNs to VERP addresses
+)
+
 // Values of an mx relay's starttls.
 const (
 	StartTLSOpportunistic = "opportunistic" // TLS when the MX host offers it, plain text otherwise
@@ -163,10 +169,19 @@ type TLSFiles struct {
 
 // Listener is one SMTP listener (a listen block).
 type Listener struct {
-	Name          string
-	Address       string // host:port
-	TLS           string // TLSStartTLS (default) or TLSImplicit
+	Name    string
+	Address string // host:port
+	// TLS is TLSStartTLS (the default) or TLSImplicit. On a submission
+	// listener STARTTLS is mandatory before AUTH and mail. On a bounces
+	// listener STARTTLS is offered but optional, since mail servers that
+	// return DSNs fall back to plain text; TLSImplicit is refused there.
+	TLS           string
 	ProxyProtocol bool
+	// Purpose is PurposeSubmission (the default: apps log in over TLS and
+	// submit mail) or PurposeBounces (other mail servers, without AUTH,
+	// deliver DSNs to the VERP addresses of tracking.bounce_domain, which
+	// a bounces listener needs).
+	Purpose string
 }
 
 // HTTP is the web server of the capture UI, the API and the tracking links.

@@ -169,9 +169,10 @@ func TestFullPolicy(t *testing.T) {
 		t.Errorf("TLS = %+v", s.TLS)
 	}
 	wantListeners := []Listener{
-		{Name: "submission", Address: ":587", TLS: TLSStartTLS},
-		{Name: "smtps", Address: ":465", TLS: TLSImplicit},
-		{Name: "local", Address: "127.0.0.1:2525", TLS: TLSStartTLS, ProxyProtocol: true},
+		{Name: "submission", Address: ":587", TLS: TLSStartTLS, Purpose: PurposeSubmission},
+		{Name: "smtps", Address: ":465", TLS: TLSImplicit, Purpose: PurposeSubmission},
+		{Name: "local", Address: "127.0.0.1:2525", TLS: TLSStartTLS, ProxyProtocol: true, Purpose: PurposeSubmission},
+		{Name: "mx", Address: ":25", TLS: TLSStartTLS, Purpose: PurposeBounces},
 	}
 	if !slices.Equal(s.Listeners, wantListeners) {
 		t.Errorf("Listeners = %+v, want %+v", s.Listeners, wantListeners)
@@ -270,7 +271,7 @@ func TestDefaults(t *testing.T) {
 	if s.DataDir != dataDir || s.Store != (Store{Driver: DriverSQLite, Path: dataDir}) {
 		t.Errorf("DataDir = %q, Store = %+v", s.DataDir, s.Store)
 	}
-	if s.HTTP != (HTTP{Address: ":8025"}) || s.Listeners[0].TLS != TLSStartTLS {
+	if s.HTTP != (HTTP{Address: ":8025"}) || s.Listeners[0].TLS != TLSStartTLS || s.Listeners[0].Purpose != PurposeSubmission {
 		t.Errorf("HTTP = %+v, listeners %+v", s.HTTP, s.Listeners)
 	}
 	want := Limits{MaxConnections: 1000, MaxConnectionsPerIP: 50, MaxAuthFailures: 3, CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute}

@@ -60,6 +60,8 @@ type rawListener struct {
 	TLS           string    `hcl:"tls,optional"`
 	TLSRange      hcl.Range `hcl:"tls,attr_value_range"`
 	ProxyProtocol bool      `hcl:"proxy_protocol,optional"`
+	Purpose       string    `hcl:"purpose,optional"`
+	PurposeRange  hcl.Range `hcl:"purpose,attr_value_range"`
 }
 
 type rawHTTP struct {

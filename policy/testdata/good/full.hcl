@@ -33,6 +33,11 @@ server {
   listen "local" {
     address        = "127.0.0.1:2525"
     proxy_protocol = true
+    purpose        = "submission"
+  }
+  listen "mx" {
+    address = ":25"
+    purpose = "bounces"
   }
 
   http {
