@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -212,8 +213,22 @@ func splitHostPort(addr string) (string, string, error) {
 // http checks the http block.
 func (c *checker) http(raw *rawHTTP, h *HTTP) {
 	h.Address = DefaultHTTPAddress
+	h.UI = true
 	if raw == nil {
 		return
+	}
+	if c.ok(raw.UIRange) {
+		h.UI = raw.UI
+	}
+	vals, rngs, _ := c.strings(raw.OpenNetworks)
+	var seen []netip.Prefix
+	for i, v := range vals {
+		pfx, ok := c.network(v, rngs[i])
+		if !ok || slices.Contains(seen, pfx) {
+			continue
+		}
+		seen = append(seen, pfx)
+		h.OpenNetworks = append(h.OpenNetworks, &net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(pfx.Bits(), pfx.Addr().BitLen())})
 	}
 	if c.ok(raw.AddressRange) {
 		if _, _, err := splitHostPort(raw.Address); err != nil {
@@ -225,6 +240,31 @@ func (c *checker) http(raw *rawHTTP, h *HTTP) {
 	if c.ok(raw.PublicURLRange) {
 		h.PublicURL = c.publicURL(raw.PublicURL, raw.PublicURLRange)
 	}
+}
+
+// network checks a network in CIDR notation, such as "10.0.0.0/8", and
+// returns it with an IPv4-mapped IPv6 network as IPv4.
+func (c *checker) network(v string, rng hcl.Range) (netip.Prefix, bool) {
+	pfx, err := netip.ParsePrefix(v)
+	if err != nil {
+		hint := ""
+		if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
+			hint = fmt.Sprintf(" Did you mean %q?", netip.PrefixFrom(a, a.BitLen()).String())
+		}
+		c.errorf(rng, "Invalid network", "%q is not a network in CIDR notation, such as \"127.0.0.0/8\" or \"::1/128\".%s", v, hint)
+		return netip.Prefix{}, false
+	}
+	if pfx.Masked() != pfx {
+		c.errorf(rng, "Invalid network", "%q has address bits beyond its /%d prefix; the network is %q.", v, pfx.Bits(), pfx.Masked().String())
+		return netip.Prefix{}, false
+	}
+	if a := pfx.Addr(); a.Is4In6() && pfx.Bits() >= 96 {
+		pfx = netip.PrefixFrom(a.Unmap(), pfx.Bits()-96)
+	}
+	if pfx.Bits() == 0 {
+		c.warnf(rng, "Open to everyone", "%q is every address: from anywhere, the web UI and the capture API show the mail of every login without a key.", v)
+	}
+	return pfx, true
 }
 
 // publicURL checks an absolute http(s) URL and returns it without a trailing slash.

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"sort"
@@ -188,6 +189,23 @@ type Listener struct {
 type HTTP struct {
 	Address   string // default ":8025"
 	PublicURL string // how the world reaches it; "" if not set
+	// UI says whether the web UI is served; default true. The API and
+	// the tracking links are served either way.
+	UI bool
+	// OpenNetworks are the client networks from which the web UI and the
+	// capture API need no key and show the mail of every login; nil, the
+	// default, is none. IPv4-mapped IPv6 networks are given as IPv4.
+	OpenNetworks []*net.IPNet
+}
+
+// IsOpen reports whether a client at ip is in one of the OpenNetworks.
+func (h *HTTP) IsOpen(ip net.IP) bool {
+	for _, n := range h.OpenNetworks {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Store is where messages are kept.

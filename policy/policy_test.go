@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -177,7 +178,8 @@ func TestFullPolicy(t *testing.T) {
 	if !slices.Equal(s.Listeners, wantListeners) {
 		t.Errorf("Listeners = %+v, want %+v", s.Listeners, wantListeners)
 	}
-	if s.HTTP != (HTTP{Address: "127.0.0.1:8025", PublicURL: "https://t.example.com"}) {
+	if h := s.HTTP; h.Address != "127.0.0.1:8025" || h.PublicURL != "https://t.example.com" || h.UI ||
+		fmt.Sprint(h.OpenNetworks) != "[127.0.0.0/8 ::1/128 10.1.0.0/16]" {
 		t.Errorf("HTTP = %+v", s.HTTP)
 	}
 	if s.Store != (Store{Driver: DriverSQLite, Path: filepath.Join(dir, "state", "db")}) {
@@ -271,7 +273,8 @@ func TestDefaults(t *testing.T) {
 	if s.DataDir != dataDir || s.Store != (Store{Driver: DriverSQLite, Path: dataDir}) {
 		t.Errorf("DataDir = %q, Store = %+v", s.DataDir, s.Store)
 	}
-	if s.HTTP != (HTTP{Address: ":8025"}) || s.Listeners[0].TLS != TLSStartTLS || s.Listeners[0].Purpose != PurposeSubmission {
+	if h := s.HTTP; h.Address != ":8025" || h.PublicURL != "" || !h.UI || h.OpenNetworks != nil ||
+		s.Listeners[0].TLS != TLSStartTLS || s.Listeners[0].Purpose != PurposeSubmission {
 		t.Errorf("HTTP = %+v, listeners %+v", s.HTTP, s.Listeners)
 	}
 	want := Limits{MaxConnections: 1000, MaxConnectionsPerIP: 50, MaxAuthFailures: 3, CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute}
@@ -321,6 +324,36 @@ func TestPostgresPolicy(t *testing.T) {
 	}
 	if h := p.Webhooks["all"]; h == nil || len(h.Events) != len(webhookNames) || h.Logins != nil || h.MaxAge != DefaultWebhookMaxAge {
 		t.Errorf("webhook all = %+v", h)
+	}
+}
+
+func TestOpenNetworks(t *testing.T) {
+	full := loadTest(t, "testdata/good/full.hcl").Server.HTTP
+	open := loadTest(t, "testdata/good/open_http.hcl").Server.HTTP
+	if !open.UI || fmt.Sprint(open.OpenNetworks) != "[0.0.0.0/0 127.0.0.0/8 192.0.2.0/24 2001:db8::/32]" {
+		t.Errorf("open_http: UI %v, OpenNetworks %v", open.UI, open.OpenNetworks)
+	}
+	for _, tc := range []struct {
+		h    HTTP
+		ip   string
+		want bool
+	}{
+		{full, "127.0.0.1", true},
+		{full, "127.255.0.9", true},
+		{full, "::1", true},
+		{full, "::ffff:127.0.0.1", true},
+		{full, "10.1.200.3", true},
+		{full, "10.2.0.1", false},
+		{full, "::2", false},
+		{full, "192.0.2.1", false},
+		{open, "203.0.113.7", true},
+		{open, "2001:db8::1", true},
+		{open, "2001:db9::1", false},
+		{HTTP{}, "127.0.0.1", false},
+	} {
+		if got := tc.h.IsOpen(net.ParseIP(tc.ip)); got != tc.want {
+			t.Errorf("IsOpen(%s) with %v = %v, want %v", tc.ip, tc.h.OpenNetworks, got, tc.want)
+		}
 	}
 }
 

@@ -65,10 +65,13 @@ type rawListener struct {
 }
 
 type rawHTTP struct {
-	Address        string    `hcl:"address,optional"`
-	AddressRange   hcl.Range `hcl:"address,attr_value_range"`
-	PublicURL      string    `hcl:"public_url,optional"`
-	PublicURLRange hcl.Range `hcl:"public_url,attr_value_range"`
+	Address        string         `hcl:"address,optional"`
+	AddressRange   hcl.Range      `hcl:"address,attr_value_range"`
+	PublicURL      string         `hcl:"public_url,optional"`
+	PublicURLRange hcl.Range      `hcl:"public_url,attr_value_range"`
+	UI             bool           `hcl:"ui,optional"`
+	UIRange        hcl.Range      `hcl:"ui,attr_value_range"`
+	OpenNetworks   hcl.Expression `hcl:"open_networks,optional"`
 }
 
 type rawStore struct {

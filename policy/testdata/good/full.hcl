@@ -42,7 +42,9 @@ server {
 
   http {
     address    = "127.0.0.1:8025"
-    public_url = "https://t.example.com/"
+    public_url    = "https://t.example.com/"
+    ui            = false
+    open_networks = ["127.0.0.0/8", "::1/128", "10.1.0.0/16", "127.0.0.0/8"]
   }
 
   store {
