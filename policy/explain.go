@@ -3,15 +3,20 @@ package policy
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/smtpgate/smtpgate/features"
 )
 
-// Explain writes what the policy does, for a person: the listeners, the
-// store, and for each login its route, features, overridable features and
-// allowed senders, then the API keys. Secrets are never written.
+// Explain writes what the policy does, for a person: the server (listeners,
+// store, web server, scheduling and retention), for each login its route,
+// features, overridable features, allowed senders, DKIM domain and
+// retention, then the API keys, relays, DKIM keys and webhooks. Secrets are
+// never written: no password, key or webhook secret, and of a webhook URL
+// only its scheme and host.
 func (p *Policy) Explain(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	s := p.Server
@@ -21,7 +26,11 @@ func (p *Policy) Explain(w io.Writer) error {
 		if l.ProxyProtocol {
 			proxy = ", PROXY protocol"
 		}
-		fmt.Fprintf(tw, "  listen %q\t%s\t%s%s\n", l.Name, l.Address, l.TLS, proxy)
+		tlsMode := l.TLS
+		if l.Purpose == PurposeBounces {
+			tlsMode += " (optional), receives bounces"
+		}
+		fmt.Fprintf(tw, "  listen %q\t%s\t%s%s\n", l.Name, l.Address, tlsMode, proxy)
 	}
 	if s.TLS != nil {
 		fmt.Fprintf(tw, "  certificate\t%s, key %s\n", s.TLS.CertFile, s.TLS.KeyFile)
@@ -35,6 +44,23 @@ func (p *Policy) Explain(w io.Writer) error {
 		fmt.Fprintf(tw, "  store\tsqlite in %s\n", s.Store.Path)
 	}
 	fmt.Fprintf(tw, "  http\t%s\t%s\n", s.HTTP.Address, s.HTTP.PublicURL)
+	ui := "off"
+	if s.HTTP.UI {
+		ui = "on"
+	}
+	fmt.Fprintf(tw, "  web UI\t%s\n", ui)
+	if len(s.HTTP.OpenNetworks) > 0 {
+		nets := make([]string, len(s.HTTP.OpenNetworks))
+		for i, n := range s.HTTP.OpenNetworks {
+			nets[i] = n.String()
+		}
+		fmt.Fprintf(tw, "  no API key needed from\t%s (sees every login)\n", strings.Join(nets, ", "))
+	}
+	fmt.Fprintf(tw, "  send-at\tup to %s ahead\n", formatDuration(s.MaxScheduleAhead))
+	if s.CaptureSimulateSent {
+		fmt.Fprintf(tw, "  captured mail\talso gets a simulated sent event per recipient\n")
+	}
+	fmt.Fprintf(tw, "  retention\t%s (logins without their own)\n", formatRetention(s.Retention))
 	if len(p.Credentials) == 0 {
 		fmt.Fprintf(tw, "no credentials: nobody can log in\n")
 	}
@@ -64,6 +90,10 @@ func (p *Policy) Explain(w io.Writer) error {
 			from = strings.Join(c.AllowFrom, ", ")
 		}
 		fmt.Fprintf(tw, "  may send as\t%s\n", from)
+		if c.DKIMDomain != "" {
+			fmt.Fprintf(tw, "  DKIM\tsigned with the keys of %s, whatever the From domain\n", c.DKIMDomain)
+		}
+		fmt.Fprintf(tw, "  retention\t%s\n", formatRetention(c.Retention))
 	}
 	for _, k := range p.APIKeys {
 		scope := strings.Join(k.Logins, ", ")
@@ -72,10 +102,111 @@ func (p *Policy) Explain(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "api key %q reads mail of\t%s\n", k.Name, scope)
 	}
+	for _, name := range mapKeys(p.Relays) {
+		explainRelay(tw, p.Relays[name])
+	}
+	for _, domain := range mapKeys(p.DKIM) {
+		keys := make([]string, len(p.DKIM[domain]))
+		for i, k := range p.DKIM[domain] {
+			keys[i] = fmt.Sprintf("selector %s (%s)", k.Selector, k.Algorithm)
+		}
+		fmt.Fprintf(tw, "dkim %q\t%s\n", domain, strings.Join(keys, ", "))
+	}
+	for _, name := range mapKeys(p.Webhooks) {
+		h := p.Webhooks[name]
+		logins := "all logins"
+		if h.Logins != nil {
+			logins = strings.Join(h.Logins, ", ")
+		}
+		fmt.Fprintf(tw, "webhook %q\t%s\n", name, redactURL(h.URL))
+		fmt.Fprintf(tw, "  events\t%s, of %s\n", strings.Join(h.Events, ", "), logins)
+		fmt.Fprintf(tw, "  retried for\t%s\n", formatDuration(h.MaxAge))
+	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("policy: explain: %w", err)
 	}
 	return nil
+}
+
+// explainRelay writes a relay's lines of Explain.
+func explainRelay(w io.Writer, r *Relay) {
+	var how, tlsMode string
+	if r.MX {
+		how = fmt.Sprintf("the recipients' MX hosts, port %d", r.Port)
+		tlsMode = "starttls " + r.StartTLS
+	} else {
+		how = "smarthost " + r.Address
+		tlsMode = r.TLS
+	}
+	switch {
+	case r.VerifyTLS && r.CAFile != "":
+		tlsMode += ", certificate checked (with CAs of " + r.CAFile + ")"
+	case r.VerifyTLS:
+		tlsMode += ", certificate checked"
+	case r.MX && r.StartTLS == StartTLSOpportunistic, r.TLS == TLSNone:
+	default:
+		tlsMode += ", certificate NOT checked"
+	}
+	if r.Username != "" {
+		tlsMode += fmt.Sprintf(", login %q", r.Username)
+	}
+	rate := "no rate limit"
+	if r.RatePerMinute > 0 {
+		rate = fmt.Sprintf("%d messages a minute per domain", r.RatePerMinute)
+	}
+	fmt.Fprintf(w, "relay %q\t%s\n", r.Name, how)
+	fmt.Fprintf(w, "  tls\t%s\n", tlsMode)
+	fmt.Fprintf(w, "  EHLO\t%s\n", r.Helo)
+	fmt.Fprintf(w, "  connections\t%d, %d per domain; %s\n", r.Concurrency, r.PerDomainConcurrency, rate)
+	fmt.Fprintf(w, "  retried for\t%s\n", formatDuration(r.MaxAge))
+}
+
+// redactURL returns the scheme and host of a URL, for a webhook URL may
+// carry a secret in its user, path or query.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(an invalid URL)"
+	}
+	out := u.Scheme + "://" + u.Host
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		out += "/…"
+	}
+	return out
+}
+
+// formatRetention describes a retention.
+func formatRetention(r Retention) string {
+	switch {
+	case r.MaxMessages > 0 && r.MaxAge > 0:
+		return fmt.Sprintf("keeps at most %d messages, none older than %s", r.MaxMessages, formatDuration(r.MaxAge))
+	case r.MaxMessages > 0:
+		return fmt.Sprintf("keeps at most %d messages", r.MaxMessages)
+	case r.MaxAge > 0:
+		return "keeps messages for " + formatDuration(r.MaxAge)
+	}
+	return "keeps every message"
+}
+
+// formatDuration formats d as the policy writes durations: "5d", "1d12h",
+// "30m".
+func formatDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d < day || d%time.Second != 0 {
+		s := d.String() // such as "2h0m0s" or "30m0s"
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
+	}
+	out := fmt.Sprintf("%dd", d/day)
+	if rest := d % day; rest > 0 {
+		out += formatDuration(rest)
+	}
+	return out
 }
 
 // enabled lists the features that are on in s.

@@ -506,6 +506,76 @@ func TestExplain(t *testing.T) {
 	}
 }
 
+func TestExplainFull(t *testing.T) {
+	var b strings.Builder
+	if err := loadTest(t, "testdata/good/full.hcl").Explain(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := strings.Join(strings.Fields(b.String()), " ")
+	for _, want := range []string{
+		`listen "mx" :25 starttls (optional), receives bounces`,
+		`web UI off`,
+		`no API key needed from 127.0.0.0/8, ::1/128, 10.1.0.0/16 (sees every login)`,
+		`send-at up to 7d ahead`,
+		`captured mail also gets a simulated sent event per recipient`,
+		`retention keeps at most 5000 messages, none older than 14d (logins without their own)`,
+		`DKIM signed with the keys of mywebapp.com, whatever the From domain`,
+		`retention keeps at most 1000 messages, none older than 7d`,
+		`retention keeps every message`,
+		`relay "direct" the recipients' MX hosts, port 2525 tls starttls require, certificate checked (with CAs of /etc/ssl/extra-ca.pem)`,
+		`relay "sendgrid" smarthost smtp.sendgrid.net:587 tls starttls, certificate checked`,
+		`login "apikey" EHLO out.example.com connections 10, 10 per domain; 600 messages a minute per domain retried for 1d12h`,
+		`dkim "mywebapp.com" selector s2026 (ed25519), selector rsa2026 (rsa)`,
+		`webhook "events" https://hooks.example.com/… events sent, bounced, opened, clicked, directive, of webapp, newsletter retried for 2h`,
+		`webhook "audit" http://127.0.0.1:9000/… events queued, captured, failed, of all logins retried for 1d`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Explain lacks %q:\n%s", want, b.String())
+		}
+	}
+	for _, secret := range []string{testEnv["SG_KEY"], testEnv["HOOK_SECRET"], testEnv["TRACK_SECRET"], testEnv["STAGING_KEY"],
+		"admin-key-", "$argon2id$", "$2a$", "/mail", "/audit"} {
+		if strings.Contains(b.String(), secret) {
+			t.Errorf("Explain shows %q:\n%s", secret, b.String())
+		}
+	}
+	// Relays that check no certificate say so, or say nothing when they cannot.
+	b.Reset()
+	if err := loadTest(t, "testdata/good/relays.hcl").Explain(&b); err != nil {
+		t.Fatal(err)
+	}
+	out = strings.Join(strings.Fields(b.String()), " ")
+	for _, want := range []string{
+		`relay "lab" smarthost lab.example.net:587 tls starttls, certificate NOT checked`,
+		`relay "mx" the recipients' MX hosts, port 25 tls starttls opportunistic EHLO relay.example.com`,
+		`relay "plain" smarthost 127.0.0.1:2525 tls none EHLO`,
+		`connections 3, 3 per domain; no rate limit retried for 5d`,
+		`retried for 30m`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Explain lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for _, tc := range []struct {
+		in   time.Duration
+		want string
+	}{
+		{30 * time.Minute, "30m"}, {10 * time.Minute, "10m"}, {2 * time.Hour, "2h"}, {90 * time.Minute, "1h30m"},
+		{90 * time.Second, "1m30s"}, {24 * time.Hour, "1d"}, {36 * time.Hour, "1d12h"}, {5*24*time.Hour + 20*time.Minute, "5d20m"},
+		{24*time.Hour + 5*time.Second, "1d5s"}, {1500 * time.Millisecond, "1.5s"},
+	} {
+		if got := formatDuration(tc.in); got != tc.want {
+			t.Errorf("formatDuration(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+		if back, err := parseDuration(formatDuration(tc.in)); err != nil || back != tc.in {
+			t.Errorf("parseDuration(formatDuration(%v)) = %v, %v", tc.in, back, err)
+		}
+	}
+}
+
 func TestTrackingURLFallback(t *testing.T) {
 	p := loadTest(t, "testdata/good/capture.hcl")
 	if p.Tracking.PublicURL != "http://localhost:8025" {

@@ -15,6 +15,11 @@ type Plan struct {
 	Route       string       // RouteCapture or a relay name
 	Features    features.Set // before header directives
 	Overridable []string     // the features a header directive may flip
+	// DKIMDomain is the domain whose dkim keys sign the mail (the
+	// credential's dkim_domain); "" signs with the From domain's keys.
+	DKIMDomain string
+	// Retention bounds the login's captured mail.
+	Retention Retention
 }
 
 // Resolve returns the plan of a login. In capture mode every route is
@@ -28,7 +33,8 @@ func (p *Policy) Resolve(login string) (Plan, error) {
 	if p.Server.Mode == ModeCapture {
 		route = RouteCapture
 	}
-	return Plan{Login: c.Label, Route: route, Features: c.Features, Overridable: slices.Clone(c.Overridable)}, nil
+	return Plan{Login: c.Label, Route: route, Features: c.Features, Overridable: slices.Clone(c.Overridable),
+		DKIMDomain: c.DKIMDomain, Retention: c.Retention}, nil
 }
 
 // APIKeyScope returns the logins whose mail an API key may read: all is true

@@ -3,6 +3,7 @@ package policy
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/smtpgate/smtpgate/features"
 )
@@ -67,16 +68,24 @@ func TestResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Plan{Login: "webapp", Route: "sendgrid", Features: p.Features["marketing"], Overridable: []string{features.TrackOpens}}
-	if plan.Login != want.Login || plan.Route != want.Route || plan.Features != want.Features || !slices.Equal(plan.Overridable, want.Overridable) {
+	want := Plan{Login: "webapp", Route: "sendgrid", Features: p.Features["marketing"], Overridable: []string{features.TrackOpens},
+		DKIMDomain: "mywebapp.com", Retention: Retention{MaxMessages: 1000, MaxAge: 7 * 24 * time.Hour}}
+	if plan.Login != want.Login || plan.Route != want.Route || plan.Features != want.Features || !slices.Equal(plan.Overridable, want.Overridable) ||
+		plan.DKIMDomain != want.DKIMDomain || plan.Retention != want.Retention {
 		t.Errorf("Resolve(webapp) = %+v, want %+v", plan, want)
 	}
 	plan.Overridable[0] = "mutated"
 	if p.Credentials["webapp"].Overridable[0] != features.TrackOpens {
 		t.Error("a Plan shares its Overridable slice with the policy")
 	}
-	if plan, err := p.Resolve("other"); err != nil || plan.Route != RouteCapture || plan.Features != (features.Set{}) || plan.Overridable != nil {
+	// other has no retention block of its own: server.retention applies.
+	if plan, err := p.Resolve("other"); err != nil || plan.Route != RouteCapture || plan.Features != (features.Set{}) || plan.Overridable != nil ||
+		plan.DKIMDomain != "" || plan.Retention != (Retention{MaxMessages: 5000, MaxAge: 14 * 24 * time.Hour}) {
 		t.Errorf("Resolve(other) = %+v, %v", plan, err)
+	}
+	// newsletter's empty retention block keeps everything.
+	if plan, err := p.Resolve("newsletter"); err != nil || plan.Retention != (Retention{}) {
+		t.Errorf("Resolve(newsletter) = %+v, %v", plan, err)
 	}
 	if _, err := p.Resolve("nobody"); err == nil {
 		t.Error("Resolve(nobody) succeeded")
@@ -88,7 +97,7 @@ func TestResolve(t *testing.T) {
 		t.Fatalf("credential route = %q", c.Credentials["app"].Route)
 	}
 	plan, err = c.Resolve("app")
-	if err != nil || plan.Route != RouteCapture || !plan.Features.TrackClicks || !plan.Features.TrackOpens {
+	if err != nil || plan.Route != RouteCapture || !plan.Features.TrackClicks || !plan.Features.TrackOpens || plan.Retention != (Retention{}) {
 		t.Errorf("Resolve(app) in capture mode = %+v, %v", plan, err)
 	}
 }
