@@ -88,8 +88,11 @@ type Queue interface {
 	// leased to two owners at once.
 	ClaimDeliveries(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*Delivery, error)
 	// CompleteAttempt applies o to delivery id if owner still holds its
-	// lease; ErrLeaseLost otherwise (another worker took it over: the
-	// outcome is dropped, the attempt not recorded).
+	// lease; ErrLeaseLost otherwise (another worker took it over, or it was
+	// released: the outcome is dropped, the attempt not recorded). A lease
+	// that expired but was not taken over is still held. Nil o.Recipients
+	// leave the recipients unchanged; o.Events get their MessageID, Login
+	// and Seq from the store.
 	CompleteAttempt(ctx context.Context, id int64, owner string, o Outcome) error
 	// ReleaseDeliveries returns every delivery leased to owner to the queue
 	// unchanged (graceful shutdown).
@@ -101,8 +104,10 @@ type Queue interface {
 	// RetryNow makes a queued or deferred delivery due now. ErrNotFound if
 	// it is not in scope; ErrState if it is not queued or deferred.
 	RetryNow(ctx context.Context, id int64, scope Scope, now time.Time) error
-	// CancelDelivery cancels a queued or deferred delivery (ErrState
-	// otherwise) and appends a failed event per pending recipient.
+	// CancelDelivery cancels a queued or deferred delivery: its pending
+	// recipients become failed, with a failed event each. ErrState if it is
+	// in another state, or leased at now (an attempt is in flight: its
+	// outcome must not be lost); ErrNotFound if it is not in scope.
 	CancelDelivery(ctx context.Context, id int64, scope Scope, now time.Time) error
 }
 
@@ -127,17 +132,20 @@ type WebhookJob struct {
 // the cursor, in one transaction, so no event is ever skipped or sent twice
 // to one endpoint by the store's doing.
 type Webhooks interface {
-	// EnqueueWebhookJobs creates jobs for up to limit events after the
-	// webhook's cursor whose Type is in types (empty = all), and returns how
-	// many events it consumed.
+	// EnqueueWebhookJobs creates jobs (queued, due at now) for up to limit
+	// events after the webhook's cursor whose Type is in types (empty =
+	// all), and returns how many events it consumed. The cursor of a
+	// webhook never seen before is before the first event.
 	EnqueueWebhookJobs(ctx context.Context, webhook string, types []string, limit int, now time.Time) (int, error)
 	// ClaimWebhookJobs leases due jobs like ClaimDeliveries.
 	ClaimWebhookJobs(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*WebhookJob, error)
 	// CompleteWebhookJob records an attempt: state sent, deferred (with
 	// next), or failed. ErrLeaseLost if owner no longer holds the lease.
 	CompleteWebhookJob(ctx context.Context, id int64, owner string, state string, status int, errText string, next time.Time) error
-	// WebhookJobs lists jobs newest first (the delivery history), in scope.
+	// WebhookJobs lists jobs newest first (the delivery history), in scope
+	// (by the event's login). Limit 0 = 100; capped at 1000.
 	WebhookJobs(ctx context.Context, webhook string, scope Scope, limit int) ([]*WebhookJob, error)
-	// Event returns one event by Seq (the webhook payload source).
+	// Event returns one event by Seq (the webhook payload source), or
+	// ErrNotFound (events go with their message when it is deleted).
 	Event(ctx context.Context, seq int64) (*Event, error)
 }

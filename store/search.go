@@ -47,22 +47,27 @@ type Retention struct {
 // Capture is the part of a Store that serves the capture UI and API beyond
 // one inbox.
 type Capture interface {
-	// Search finds captured messages (without Raw and Original). Relayed
+	// Search finds captured messages (without Raw, Original and Text),
+	// each once however many inboxes hold it. Relayed
 	// messages are never returned.
 	Search(ctx context.Context, q SearchQuery) ([]*Message, error)
 	// Inboxes lists the inboxes holding mail of the scope's logins (of
-	// login only, if not ""), most recently used first.
+	// login only, if not ""), most recently used first, counting only that
+	// mail. Limit 0 = 100; capped at 1000.
 	Inboxes(ctx context.Context, scope Scope, login string, limit int) ([]InboxSummary, error)
 	// InboxCount counts the messages of one inbox in scope.
 	InboxCount(ctx context.Context, inbox string, scope Scope) (int, error)
 	// DeleteInbox removes every message in scope from one inbox and returns
 	// how many.
 	DeleteInbox(ctx context.Context, inbox string, scope Scope) (int, error)
-	// SetRead marks one inbox entry read or unread.
+	// SetRead marks one inbox entry read or unread (the same message in
+	// another inbox keeps its own mark). ErrNotFound if the inbox does not
+	// hold it in scope.
 	SetRead(ctx context.Context, inbox, id string, scope Scope, read bool) error
-	// Prune deletes captured messages of r.Login beyond its limits and
-	// returns how many. It never touches relayed messages (queued, deferred
-	// or sent), and deletes at most batch messages per call so readers are
-	// never blocked for long.
+	// Prune deletes captured messages of r.Login beyond its limits, oldest
+	// first, with their inbox entries and events, and returns how many. It
+	// never touches relayed messages (queued, deferred or sent), and deletes
+	// at most batch (<= 0: 1000) messages per call so readers are never
+	// blocked for long.
 	Prune(ctx context.Context, r Retention, now time.Time, batch int) (int, error)
 }

@@ -60,7 +60,10 @@ type Message struct {
 	Events []*Event
 	// Deliveries are the relay jobs committed with the message by Accept
 	// (route other than capture); Accept sets their ID, MessageID, Login,
-	// Created and Updated. Not filled in by reads: use Queue.Deliveries.
+	// Created and Updated, and fills in the defaults: an empty State is
+	// DeliveryQueued, an empty recipient State is RecipientPending, and a
+	// zero NextAttempt is SendAt, or Received when SendAt is zero. Not
+	// filled in by reads: use Queue.Deliveries.
 	Deliveries []*Delivery
 }
 
@@ -102,7 +105,8 @@ type InboxEntry struct {
 }
 
 // Store is the durable state behind smtpgate. Every method is safe for
-// concurrent use.
+// concurrent use. Backends keep times to the millisecond at least and
+// return them in UTC; the zero time stays zero.
 type Store interface {
 	// Accept commits msg durably before it returns nil: on disk with fsync,
 	// or committed in PostgreSQL. When msg.Route is RouteCapture it also adds
