@@ -22,18 +22,19 @@ const (
 
 // messageColumns are the columns of messages that a listing reads; bodies
 // are only joined in by Get and InboxMessage.
-const messageColumns = `m.seq, m.id, m.login, m.route, m.mail_from, m.recipients, m.remote_ip, m.helo, m.tls, m.received, m.size, m.summary, m.tags`
+const messageColumns = `m.seq, m.id, m.login, m.route, m.mail_from, m.recipients, m.remote_ip, m.helo, m.tls, m.received, m.size, m.summary, m.tags,
+	m.return_path, m.metadata, m.send_at, m.processing`
 
 // The read queries, prepared once on the read pool.
 const (
-	queryGet = `SELECT ` + messageColumns + `, b.raw, b.original
+	queryGet = `SELECT ` + messageColumns + `, b.raw, b.original, b.text
 FROM messages m JOIN bodies b ON b.seq = m.seq WHERE m.id = ?`
 	inboxHead = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder
 FROM inbox i JOIN messages m ON m.seq = i.seq
 WHERE i.inbox = ? AND i.seq < ?`
 	queryInboxAll     = inboxHead + ` ORDER BY i.seq DESC LIMIT ?`
 	queryInboxScoped  = inboxHead + ` AND i.login IN (SELECT value FROM json_each(?)) ORDER BY i.seq DESC LIMIT ?`
-	queryInboxMessage = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder, b.raw, b.original
+	queryInboxMessage = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder, b.raw, b.original, b.text
 FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq JOIN bodies b ON b.seq = m.seq
 WHERE m.id = ?`
 )
@@ -51,14 +52,25 @@ type scanner interface {
 // scanMessage reads messageColumns followed by extra destinations.
 func scanMessage(s scanner, extra ...any) (*store.Message, error) {
 	m := &store.Message{}
-	var recipients, summary, tags []byte
-	var received int64
+	var recipients, summary, tags, metadata, processing []byte
+	var received, sendAt int64
 	dest := append([]any{&m.Seq, &m.ID, &m.Login, &m.Route, &m.MailFrom, &recipients, &m.RemoteIP,
-		&m.Helo, &m.TLS, &received, &m.Size, &summary, &tags}, extra...)
+		&m.Helo, &m.TLS, &received, &m.Size, &summary, &tags, &m.ReturnPath, &metadata, &sendAt, &processing}, extra...)
 	if err := s.Scan(dest...); err != nil {
 		return nil, err
 	}
 	m.Received = time.UnixMilli(received).UTC()
+	m.SendAt = fromNano(sendAt)
+	if string(metadata) != "{}" {
+		if err := jsonv2.Unmarshal(metadata, &m.Metadata); err != nil {
+			return nil, fmt.Errorf("decode metadata of %s: %w", m.ID, err)
+		}
+	}
+	if string(processing) != "{}" {
+		if err := jsonv2.Unmarshal(processing, &m.Processing); err != nil {
+			return nil, fmt.Errorf("decode processing of %s: %w", m.ID, err)
+		}
+	}
 	// The columns were written by encoding/json; the v2 decoder reads the
 	// same JSON about three times faster, which matters for listings.
 	if err := jsonv2.Unmarshal(recipients, &m.Recipients); err != nil {
@@ -81,7 +93,8 @@ func (db *DB) Get(ctx context.Context, id string, scope store.Scope) (*store.Mes
 	}
 	row := db.reads[queryGet].QueryRowContext(ctx, id)
 	var raw, original []byte
-	m, err := scanMessage(row, &raw, &original)
+	var text string
+	m, err := scanMessage(row, &raw, &original, &text)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -91,7 +104,7 @@ func (db *DB) Get(ctx context.Context, id string, scope store.Scope) (*store.Mes
 	if !scope.Allows(m.Login) {
 		return nil, store.ErrNotFound
 	}
-	m.Raw, m.Original = raw, nilIfEmpty(original)
+	m.Raw, m.Original, m.Text = raw, nilIfEmpty(original), text
 	return m, nil
 }
 
@@ -154,6 +167,9 @@ func scanEntry(s scanner, extra ...any) (*store.InboxEntry, error) {
 		return nil, err
 	}
 	e.Message = m
+	if string(labels) == "[]" {
+		return e, nil
+	}
 	if err := jsonv2.Unmarshal(labels, &e.Labels); err != nil {
 		return nil, fmt.Errorf("decode labels of %s: %w", m.ID, err)
 	}
@@ -170,7 +186,8 @@ func (db *DB) InboxMessage(ctx context.Context, inbox, id string, scope store.Sc
 	inbox = store.NormalizeInbox(inbox)
 	row := db.reads[queryInboxMessage].QueryRowContext(ctx, inbox, id)
 	var raw, original []byte
-	e, err := scanEntry(row, &raw, &original)
+	var text string
+	e, err := scanEntry(row, &raw, &original, &text)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -180,55 +197,8 @@ func (db *DB) InboxMessage(ctx context.Context, inbox, id string, scope store.Sc
 	if !scope.Allows(e.Message.Login) {
 		return nil, store.ErrNotFound
 	}
-	e.Message.Raw, e.Message.Original = raw, nilIfEmpty(original)
+	e.Message.Raw, e.Message.Original, e.Message.Text = raw, nilIfEmpty(original), text
 	return e, nil
-}
-
-// DeleteInboxMessage removes a message from one inbox, and removes the
-// message itself when no inbox holds it any more. It returns
-// store.ErrNotFound if the inbox does not hold the message or scope does not
-// allow its login.
-func (db *DB) DeleteInboxMessage(ctx context.Context, inbox, id string, scope store.Scope) error {
-	if !scopeSeesAnything(scope) {
-		return store.ErrNotFound
-	}
-	db.mu.RLock()
-	closed := db.closed
-	db.mu.RUnlock()
-	if closed {
-		return fmt.Errorf("sqlite: delete: %w", store.ErrClosed)
-	}
-	inbox = store.NormalizeInbox(inbox)
-	tx, err := db.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: delete %s from %s: begin: %w", id, inbox, err)
-	}
-	defer tx.Rollback()
-	var seq int64
-	var login string
-	err = tx.QueryRowContext(ctx, `SELECT i.seq, i.login FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq
-WHERE m.id = ?`, inbox, id).Scan(&seq, &login)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("sqlite: delete %s from %s: %w", id, inbox, err)
-	}
-	if !scope.Allows(login) {
-		return store.ErrNotFound
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM inbox WHERE inbox = ? AND seq = ?`, inbox, seq); err != nil {
-		return fmt.Errorf("sqlite: delete %s from %s: %w", id, inbox, err)
-	}
-	// Remove the message (its body goes by cascade) once no inbox holds it.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ? AND route = ?
-AND NOT EXISTS (SELECT 1 FROM inbox WHERE seq = ?)`, seq, store.RouteCapture, seq); err != nil {
-		return fmt.Errorf("sqlite: delete message %s: %w", id, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: delete %s from %s: commit: %w", id, inbox, err)
-	}
-	return nil
 }
 
 // scopeSeesAnything reports whether a scope can see any message at all.

@@ -57,6 +57,85 @@ CREATE TABLE counters (
 ) WITHOUT ROWID;
 INSERT INTO counters (name, value) VALUES ('last_seq', 0);
 `,
+		// 2: message metadata, events, relay deliveries and attempts,
+		// webhook jobs. Times in new columns are Unix nanoseconds, 0 for
+		// the zero time.
+		`
+ALTER TABLE messages ADD COLUMN return_path TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';  -- JSON object
+ALTER TABLE messages ADD COLUMN send_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN processing TEXT NOT NULL DEFAULT '{}'; -- JSON store.Processing
+ALTER TABLE bodies ADD COLUMN text TEXT NOT NULL DEFAULT '';
+CREATE INDEX messages_by_login ON messages (login, seq);
+CREATE TABLE events (
+	seq         INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused
+	message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
+	message_id  TEXT    NOT NULL,
+	login       TEXT    NOT NULL,
+	type        TEXT    NOT NULL,
+	recipient   TEXT    NOT NULL,
+	time        INTEGER NOT NULL,
+	ip          TEXT    NOT NULL,
+	user_agent  TEXT    NOT NULL,
+	url         TEXT    NOT NULL,
+	reply       TEXT    NOT NULL,
+	detail      TEXT    NOT NULL
+);
+CREATE INDEX events_by_message ON events (message_seq, seq);
+CREATE INDEX events_by_login ON events (login, seq);
+CREATE TABLE deliveries (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	message_seq  INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
+	message_id   TEXT    NOT NULL,
+	login        TEXT    NOT NULL,
+	route        TEXT    NOT NULL,
+	domain       TEXT    NOT NULL,
+	recipients   TEXT    NOT NULL,           -- JSON []store.RecipientDelivery
+	state        TEXT    NOT NULL,
+	attempts     INTEGER NOT NULL,
+	next_attempt INTEGER NOT NULL,
+	expires      INTEGER NOT NULL,
+	last_reply   TEXT    NOT NULL,
+	created      INTEGER NOT NULL,
+	updated      INTEGER NOT NULL,
+	lease_owner  TEXT    NOT NULL DEFAULT '',
+	lease_until  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt, id) WHERE state IN ('queued', 'deferred');
+CREATE INDEX deliveries_by_message ON deliveries (message_seq);
+CREATE INDEX deliveries_by_owner ON deliveries (lease_owner) WHERE lease_owner != '';
+CREATE TABLE attempts (
+	delivery_id INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+	n           INTEGER NOT NULL,
+	time        INTEGER NOT NULL,
+	host        TEXT    NOT NULL,
+	reply       TEXT    NOT NULL,
+	duration    INTEGER NOT NULL,              -- nanoseconds
+	PRIMARY KEY (delivery_id, n)
+) WITHOUT ROWID;
+CREATE TABLE webhook_cursors (
+	webhook  TEXT PRIMARY KEY,
+	last_seq INTEGER NOT NULL                  -- the last event consumed
+) WITHOUT ROWID;
+CREATE TABLE webhook_jobs (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	webhook      TEXT    NOT NULL,
+	event_seq    INTEGER NOT NULL,
+	login        TEXT    NOT NULL,
+	state        TEXT    NOT NULL,
+	attempts     INTEGER NOT NULL DEFAULT 0,
+	next_attempt INTEGER NOT NULL,
+	last_status  INTEGER NOT NULL DEFAULT 0,
+	last_error   TEXT    NOT NULL DEFAULT '',
+	created      INTEGER NOT NULL,
+	updated      INTEGER NOT NULL,
+	lease_owner  TEXT    NOT NULL DEFAULT '',
+	lease_until  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX webhook_jobs_due ON webhook_jobs (next_attempt, id) WHERE state IN ('queued', 'deferred');
+CREATE INDEX webhook_jobs_by_webhook ON webhook_jobs (webhook, id);
+CREATE INDEX webhook_jobs_by_owner ON webhook_jobs (lease_owner) WHERE lease_owner != '';
+`,
 	}
 }
 

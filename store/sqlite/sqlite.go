@@ -200,7 +200,7 @@ func (db *DB) prepare(ctx context.Context) error {
 		queries []string
 		into    map[string]*sql.Stmt
 	}{
-		{db.wdb, []string{insertMessage, insertBody, insertInbox, updateLastSeq}, db.stmts},
+		{db.wdb, writeStatements(), db.stmts},
 		{db.rdb, readQueries(), db.reads},
 	} {
 		for _, q := range set.queries {

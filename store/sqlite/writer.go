@@ -24,48 +24,96 @@ const (
 	stateAbandoned       // the caller gave up; the writer skips it
 )
 
-// request is one Accept waiting for the writer.
+// request is one write waiting for the writer: an Accept (row) or another
+// write (op).
 type request struct {
-	row   row
+	row   *row
+	op    func(ctx context.Context, tx *sql.Tx) error
 	state atomic.Int32
 	done  chan result // buffered: the writer never blocks on it
 }
 
 // result is what the writer reports for one request.
 type result struct {
-	seq int64
+	seq int64 // the message's Seq, for an Accept
 	err error
+}
+
+// size is what a request counts against maxBatchBytes.
+func (r *request) size() int {
+	if r.row == nil {
+		return 1024
+	}
+	return len(r.row.raw) + len(r.row.original) + len(r.row.text)
 }
 
 // row is a message encoded for its INSERTs, made by the caller's goroutine
 // so that the writer only executes statements.
 type row struct {
-	id, login, route, mailFrom, remoteIP, helo string
-	tls                                        bool
-	received, size                             int64
-	recipients, summary, tags                  []byte // JSON
-	raw, original                              []byte
-	inboxes                                    []string // capture index entries
+	id, login, route, mailFrom, remoteIP, helo, returnPath, text string
+	tls                                                          bool
+	received, size, sendAt                                       int64
+	recipients, summary, tags, metadata, processing              []byte // JSON
+	raw, original                                                []byte
+	inboxes                                                      []string // capture index entries
+	events                                                       []*store.Event
+	deliveries                                                   []*store.Delivery
+	deliveryRecipients                                           [][]byte // JSON of each delivery's Recipients
+	created                                                      time.Time
+
+	// Set by the writer for a successful commit.
+	eventSeqs   []int64
+	deliveryIDs []int64
 }
 
-// Accept commits msg durably and sets msg.Seq. It waits in the writer's
-// queue; if ctx ends while the message is still queued, Accept returns the
-// context's error and the message is not stored. Once its group is being
-// committed, Accept reports the true outcome whatever ctx does.
+// Accept commits msg durably and sets msg.Seq, with its events and
+// deliveries (whose Seq, ID, MessageID, Login, Created and Updated it
+// sets). It waits in the writer's queue; if ctx ends while the message is
+// still queued, Accept returns the context's error and the message is not
+// stored. Once its group is being committed, Accept reports the true
+// outcome whatever ctx does.
 func (db *DB) Accept(ctx context.Context, msg *store.Message) error {
 	r, err := encodeRow(msg)
 	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sqlite: accept %s: %w", msg.ID, err)
+	res := db.submit(ctx, &request{row: r})
+	if res.err != nil {
+		return fmt.Errorf("sqlite: accept %s: %w", msg.ID, res.err)
 	}
-	req := &request{row: r, done: make(chan result, 1)}
+	msg.Seq = res.seq
+	for i, e := range msg.Events {
+		e.Seq, e.MessageID, e.Login = r.eventSeqs[i], msg.ID, msg.Login
+	}
+	for i, d := range msg.Deliveries {
+		d.ID, d.MessageID, d.Login = r.deliveryIDs[i], msg.ID, msg.Login
+		d.Created, d.Updated = r.created, r.created
+		if d.State == "" {
+			d.State = store.DeliveryQueued
+		}
+	}
+	return nil
+}
 
+// write runs op in the writer goroutine, inside the current group's
+// transaction under a savepoint: if op fails, its changes are rolled back
+// and only its caller sees the error. Results that op computes must be
+// assigned anew on every run (a failed group is retried one by one).
+func (db *DB) write(ctx context.Context, op func(ctx context.Context, tx *sql.Tx) error) error {
+	return db.submit(ctx, &request{op: op}).err
+}
+
+// submit queues req and waits for its result, honouring ctx while req is
+// still queued.
+func (db *DB) submit(ctx context.Context, req *request) result {
+	if err := ctx.Err(); err != nil {
+		return result{err: err}
+	}
+	req.done = make(chan result, 1)
 	db.mu.RLock()
 	if db.closed {
 		db.mu.RUnlock()
-		return fmt.Errorf("sqlite: accept %s: %w", msg.ID, store.ErrClosed)
+		return result{err: store.ErrClosed}
 	}
 	db.senders.Add(1)
 	db.mu.RUnlock()
@@ -74,35 +122,31 @@ func (db *DB) Accept(ctx context.Context, msg *store.Message) error {
 		db.senders.Done()
 	case <-ctx.Done():
 		db.senders.Done()
-		return fmt.Errorf("sqlite: accept %s: %w", msg.ID, ctx.Err())
+		return result{err: ctx.Err()}
 	}
-
-	var res result
 	select {
-	case res = <-req.done:
+	case res := <-req.done:
+		return res
 	case <-ctx.Done():
 		if req.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			return fmt.Errorf("sqlite: accept %s: %w", msg.ID, ctx.Err())
+			return result{err: ctx.Err()}
 		}
-		res = <-req.done // already being committed: report the truth
+		return <-req.done // already being committed: report the truth
 	}
-	if res.err != nil {
-		return res.err
-	}
-	msg.Seq = res.seq
-	return nil
 }
 
 // encodeRow validates msg and encodes it for the writer.
-func encodeRow(msg *store.Message) (row, error) {
+func encodeRow(msg *store.Message) (*row, error) {
 	if msg == nil || msg.ID == "" {
-		return row{}, errors.New("sqlite: accept: message without an id")
+		return nil, errors.New("sqlite: accept: message without an id")
 	}
-	r := row{
+	r := &row{
 		id: msg.ID, login: msg.Login, route: msg.Route, mailFrom: msg.MailFrom,
-		remoteIP: msg.RemoteIP, helo: msg.Helo, tls: msg.TLS,
-		received: msg.Received.UnixMilli(), size: msg.Size,
-		raw: msg.Raw, original: msg.Original,
+		remoteIP: msg.RemoteIP, helo: msg.Helo, tls: msg.TLS, returnPath: msg.ReturnPath,
+		received: msg.Received.UnixMilli(), size: msg.Size, sendAt: unixNano(msg.SendAt),
+		raw: msg.Raw, original: msg.Original, text: msg.Text,
+		events: msg.Events, deliveries: msg.Deliveries,
+		created: time.Now().UTC(),
 	}
 	if r.raw == nil {
 		r.raw = []byte{}
@@ -110,15 +154,37 @@ func encodeRow(msg *store.Message) (row, error) {
 	if len(r.original) == 0 {
 		r.original = nil
 	}
-	var err error
-	if r.recipients, err = json.Marshal(nonNil(msg.Recipients)); err != nil {
-		return row{}, fmt.Errorf("sqlite: accept %s: encode recipients: %w", msg.ID, err)
+	for _, enc := range []struct {
+		what string
+		dst  *[]byte
+		v    any
+	}{
+		{"recipients", &r.recipients, nonNil(msg.Recipients)},
+		{"tags", &r.tags, nonNil(msg.Tags)},
+		{"summary", &r.summary, msg.Summary},
+		{"metadata", &r.metadata, nonNilMap(msg.Metadata)},
+		{"processing", &r.processing, msg.Processing},
+	} {
+		b, err := json.Marshal(enc.v)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: accept %s: encode %s: %w", msg.ID, enc.what, err)
+		}
+		*enc.dst = b
 	}
-	if r.tags, err = json.Marshal(nonNil(msg.Tags)); err != nil {
-		return row{}, fmt.Errorf("sqlite: accept %s: encode tags: %w", msg.ID, err)
+	for _, e := range msg.Events {
+		if e == nil {
+			return nil, fmt.Errorf("sqlite: accept %s: nil event", msg.ID)
+		}
 	}
-	if r.summary, err = json.Marshal(msg.Summary); err != nil {
-		return row{}, fmt.Errorf("sqlite: accept %s: encode summary: %w", msg.ID, err)
+	for _, d := range msg.Deliveries {
+		if d == nil {
+			return nil, fmt.Errorf("sqlite: accept %s: nil delivery", msg.ID)
+		}
+		b, err := json.Marshal(recipientsOrEmpty(d.Recipients))
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: accept %s: encode delivery recipients: %w", msg.ID, err)
+		}
+		r.deliveryRecipients = append(r.deliveryRecipients, b)
 	}
 	if msg.Route == store.RouteCapture {
 		r.inboxes = store.Inboxes(msg.Recipients)
@@ -133,8 +199,31 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// writer is the one goroutine that commits messages. It takes every
-// request queued (within the batch limits) into one transaction.
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// unixNano encodes a time for an INTEGER column: 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNano decodes unixNano.
+func fromNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// writer is the one goroutine that commits. It takes every request queued
+// (within the batch limits) into one transaction.
 func (db *DB) writer() {
 	defer close(db.stopped)
 	batch := make([]*request, 0, maxBatchMessages)
@@ -160,12 +249,12 @@ func (db *DB) writer() {
 
 // collect adds queued requests to batch without waiting, up to the limits.
 func (db *DB) collect(batch []*request) []*request {
-	bytes := len(batch[0].row.raw) + len(batch[0].row.original)
+	bytes := batch[0].size()
 	for len(batch) < maxBatchMessages && bytes < maxBatchBytes {
 		select {
 		case r := <-db.queue:
 			batch = append(batch, r)
-			bytes += len(r.row.raw) + len(r.row.original)
+			bytes += r.size()
 		default:
 			return batch
 		}
@@ -187,13 +276,13 @@ func (db *DB) commit(batch []*request) {
 		return
 	}
 	start := time.Now()
-	seqs, err := db.insert(live)
+	results, err := db.run(live)
 	if err == nil {
 		for i, r := range live {
-			r.done <- result{seq: seqs[i]}
+			r.done <- results[i]
 		}
 		if d := time.Since(start); d > time.Second {
-			db.log.Warn("slow group commit", zap.Int("messages", len(live)), zap.Duration("took", d))
+			db.log.Warn("slow group commit", zap.Int("requests", len(live)), zap.Duration("took", d))
 		}
 		return
 	}
@@ -201,78 +290,160 @@ func (db *DB) commit(batch []*request) {
 		live[0].done <- result{err: err}
 		return
 	}
-	db.log.Warn("group commit failed; retrying one by one", zap.Int("messages", len(live)), zap.Error(err))
+	db.log.Warn("group commit failed; retrying one by one", zap.Int("requests", len(live)), zap.Error(err))
 	for _, r := range live {
-		seqs, err := db.insert([]*request{r})
+		results, err := db.run([]*request{r})
 		if err != nil {
 			r.done <- result{err: err}
 			continue
 		}
-		r.done <- result{seq: seqs[0]}
+		r.done <- results[0]
 	}
 }
 
-// insert commits the rows of batch in one transaction and returns their
-// Seqs. On error nothing of the batch is stored.
-func (db *DB) insert(batch []*request) ([]int64, error) {
+// run executes batch in one transaction. An Accept that fails fails the
+// whole transaction (err); an op that fails is rolled back to its savepoint
+// and reported in its own result.
+func (db *DB) run(batch []*request) ([]result, error) {
 	// The writer does not take a caller's context: once a batch starts it
 	// finishes, so that results are truthful.
 	ctx := context.Background()
 	tx, err := db.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: accept: begin: %w", err)
+		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() // a no-op after Commit
-	seqs := make([]int64, len(batch))
+	results := make([]result, len(batch))
 	seq := db.lastSeq
 	for i, r := range batch {
-		seq++
-		if err := db.insertRow(ctx, tx, seq, &r.row); err != nil {
-			return nil, err
+		if r.row != nil {
+			seq++
+			if err := db.insertRow(ctx, tx, seq, r.row); err != nil {
+				return nil, err
+			}
+			results[i].seq = seq
+			continue
 		}
-		seqs[i] = seq
+		results[i].err = runOp(ctx, tx, r.op)
 	}
-	if _, err := tx.StmtContext(ctx, db.stmts[updateLastSeq]).ExecContext(ctx, seq); err != nil {
-		return nil, fmt.Errorf("sqlite: accept: update last_seq: %w", err)
+	if seq != db.lastSeq {
+		if _, err := tx.StmtContext(ctx, db.stmts[updateLastSeq]).ExecContext(ctx, seq); err != nil {
+			return nil, fmt.Errorf("update last_seq: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("sqlite: accept: commit: %w", err)
+		return nil, fmt.Errorf("commit: %w", err)
 	}
 	db.lastSeq = seq
-	return seqs, nil
+	return results, nil
+}
+
+// runOp runs op under a savepoint so that its failure undoes only its own
+// changes.
+func runOp(ctx context.Context, tx *sql.Tx, op func(context.Context, *sql.Tx) error) error {
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT op"); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	opErr := op(ctx, tx)
+	if opErr != nil {
+		if _, err := tx.ExecContext(ctx, "ROLLBACK TO op"); err != nil {
+			return errors.Join(opErr, fmt.Errorf("rollback to savepoint: %w", err))
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "RELEASE op"); err != nil {
+		return errors.Join(opErr, fmt.Errorf("release savepoint: %w", err))
+	}
+	return opErr
 }
 
 const (
-	insertMessage = `INSERT INTO messages (seq, id, login, route, mail_from, recipients, remote_ip, helo, tls, received, size, summary, tags)
+	insertMessage = `INSERT INTO messages (seq, id, login, route, mail_from, recipients, remote_ip, helo, tls, received, size, summary, tags,
+	return_path, metadata, send_at, processing)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertBody     = `INSERT INTO bodies (seq, raw, original, text) VALUES (?, ?, ?, ?)`
+	insertInbox    = `INSERT INTO inbox (inbox, seq, message_id, login) VALUES (?, ?, ?, ?)`
+	updateLastSeq  = `UPDATE counters SET value = ? WHERE name = 'last_seq'`
+	insertEvent    = `INSERT INTO events (message_seq, message_id, login, type, recipient, time, ip, user_agent, url, reply, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertDelivery = `INSERT INTO deliveries (message_seq, message_id, login, route, domain, recipients, state, attempts, next_attempt, expires, last_reply, created, updated)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	insertBody    = `INSERT INTO bodies (seq, raw, original) VALUES (?, ?, ?)`
-	insertInbox   = `INSERT INTO inbox (inbox, seq, message_id, login) VALUES (?, ?, ?, ?)`
-	updateLastSeq = `UPDATE counters SET value = ? WHERE name = 'last_seq'`
 )
 
-// insertRow inserts one message, its body and its inbox entries.
+// writeStatements are the statements prepared on the writer's connection.
+func writeStatements() []string {
+	return []string{insertMessage, insertBody, insertInbox, updateLastSeq, insertEvent, insertDelivery}
+}
+
+// insertRow inserts one message, its body, its inbox entries, its events
+// and its deliveries.
 func (db *DB) insertRow(ctx context.Context, tx *sql.Tx, seq int64, r *row) error {
 	_, err := tx.StmtContext(ctx, db.stmts[insertMessage]).ExecContext(ctx, seq, r.id, r.login, r.route, r.mailFrom, r.recipients,
-		r.remoteIP, r.helo, r.tls, r.received, r.size, r.summary, r.tags)
+		r.remoteIP, r.helo, r.tls, r.received, r.size, r.summary, r.tags, r.returnPath, r.metadata, r.sendAt, r.processing)
 	if err != nil {
 		if isUniqueViolation(err) {
-			return fmt.Errorf("sqlite: accept %s: %w", r.id, store.ErrDuplicateID)
+			return store.ErrDuplicateID
 		}
-		return fmt.Errorf("sqlite: accept %s: insert message: %w", r.id, err)
+		return fmt.Errorf("insert message: %w", err)
 	}
-	if _, err := tx.StmtContext(ctx, db.stmts[insertBody]).ExecContext(ctx, seq, r.raw, r.original); err != nil {
-		return fmt.Errorf("sqlite: accept %s: insert body: %w", r.id, err)
+	if _, err := tx.StmtContext(ctx, db.stmts[insertBody]).ExecContext(ctx, seq, r.raw, r.original, r.text); err != nil {
+		return fmt.Errorf("insert body: %w", err)
 	}
-	if len(r.inboxes) == 0 {
-		return nil
-	}
-	ins := tx.StmtContext(ctx, db.stmts[insertInbox])
-	for _, inbox := range r.inboxes {
-		if _, err := ins.ExecContext(ctx, inbox, seq, r.id, r.login); err != nil {
-			return fmt.Errorf("sqlite: accept %s: insert inbox %s: %w", r.id, inbox, err)
+	if len(r.inboxes) > 0 {
+		ins := tx.StmtContext(ctx, db.stmts[insertInbox])
+		for _, inbox := range r.inboxes {
+			if _, err := ins.ExecContext(ctx, inbox, seq, r.id, r.login); err != nil {
+				return fmt.Errorf("insert inbox %s: %w", inbox, err)
+			}
 		}
+	}
+	r.eventSeqs = r.eventSeqs[:0]
+	for _, e := range r.events {
+		s, err := insertEventRow(ctx, tx.StmtContext(ctx, db.stmts[insertEvent]), seq, r.id, r.login, e)
+		if err != nil {
+			return err
+		}
+		r.eventSeqs = append(r.eventSeqs, s)
+	}
+	r.deliveryIDs = r.deliveryIDs[:0]
+	for i, d := range r.deliveries {
+		state := d.State
+		if state == "" {
+			state = store.DeliveryQueued
+		}
+		created := unixNano(r.created)
+		res, err := tx.StmtContext(ctx, db.stmts[insertDelivery]).ExecContext(ctx, seq, r.id, r.login, d.Route, d.Domain,
+			r.deliveryRecipients[i], state, d.Attempts, unixNano(d.NextAttempt), unixNano(d.Expires), d.LastReply, created, created)
+		if err != nil {
+			return fmt.Errorf("insert delivery: %w", err)
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("insert delivery: %w", err)
+		}
+		r.deliveryIDs = append(r.deliveryIDs, id)
 	}
 	return nil
+}
+
+// insertEventRow inserts one event of the message with seq messageSeq and
+// returns the event's Seq.
+func insertEventRow(ctx context.Context, st *sql.Stmt, messageSeq int64, messageID, login string, e *store.Event) (int64, error) {
+	res, err := st.ExecContext(ctx, messageSeq, messageID, login, e.Type, e.Recipient, unixNano(e.Time),
+		e.IP, e.UserAgent, e.URL, e.Reply, e.Detail)
+	if err != nil {
+		return 0, fmt.Errorf("insert event: %w", err)
+	}
+	s, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("insert event: %w", err)
+	}
+	return s, nil
+}
+
+func recipientsOrEmpty(r []store.RecipientDelivery) []store.RecipientDelivery {
+	if r == nil {
+		return []store.RecipientDelivery{}
+	}
+	return r
 }
 
 // isUniqueViolation reports whether err is SQLite's UNIQUE constraint error.

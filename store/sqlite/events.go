@@ -1,0 +1,138 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/smtpgate/smtpgate/store"
+)
+
+var _ store.EventStore = (*DB)(nil)
+
+// Listing limits of store.EventQuery.
+const (
+	defaultEventLimit = 1000
+	maxEventLimit     = 10000
+)
+
+const eventColumns = `seq, message_id, login, type, recipient, time, ip, user_agent, url, reply, detail`
+
+// scanEvent reads eventColumns.
+func scanEvent(s scanner) (*store.Event, error) {
+	e := &store.Event{}
+	var t int64
+	if err := s.Scan(&e.Seq, &e.MessageID, &e.Login, &e.Type, &e.Recipient, &t, &e.IP, &e.UserAgent, &e.URL, &e.Reply, &e.Detail); err != nil {
+		return nil, err
+	}
+	e.Time = fromNano(t)
+	return e, nil
+}
+
+// AddEvents appends events to existing messages in one transaction and sets
+// their Seq and Login. If any MessageID does not exist, nothing is added and
+// the error is store.ErrNotFound.
+func (db *DB) AddEvents(ctx context.Context, events ...*store.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	for _, e := range events {
+		if e == nil {
+			return errors.New("sqlite: add events: nil event")
+		}
+	}
+	seqs := make([]int64, len(events))
+	logins := make([]string, len(events))
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		ins := tx.StmtContext(ctx, db.stmts[insertEvent])
+		for i, e := range events {
+			var messageSeq int64
+			err := tx.QueryRowContext(ctx, `SELECT seq, login FROM messages WHERE id = ?`, e.MessageID).Scan(&messageSeq, &logins[i])
+			if errors.Is(err, sql.ErrNoRows) {
+				return store.ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			if seqs[i], err = insertEventRow(ctx, ins, messageSeq, e.MessageID, logins[i], e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("sqlite: add events: %w", err)
+	}
+	for i, e := range events {
+		e.Seq, e.Login = seqs[i], logins[i]
+	}
+	return nil
+}
+
+// Events lists events in Seq order, only of messages the scope allows.
+func (db *DB) Events(ctx context.Context, q store.EventQuery) ([]*store.Event, error) {
+	if !scopeSeesAnything(q.Scope) {
+		return []*store.Event{}, nil
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultEventLimit
+	}
+	limit = min(limit, maxEventLimit)
+	query := `SELECT ` + eventColumns + ` FROM events WHERE seq > ?`
+	args := []any{q.AfterSeq}
+	if q.MessageID != "" {
+		query += ` AND message_seq = (SELECT seq FROM messages WHERE id = ?)`
+		args = append(args, q.MessageID)
+	}
+	if !q.Scope.All {
+		logins, err := json.Marshal(q.Scope.Logins)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: events: %w", err)
+		}
+		query += ` AND login IN (SELECT value FROM json_each(?))`
+		args = append(args, logins)
+	}
+	query += ` ORDER BY seq LIMIT ?`
+	args = append(args, limit)
+	rows, err := db.rdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: events: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.Event{}
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: events: %w", err)
+		}
+		if q.Scope.Allows(e.Login) {
+			out = append(out, e)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: events: %w", err)
+	}
+	return out, nil
+}
+
+// Event returns one event by Seq, or store.ErrNotFound.
+func (db *DB) Event(ctx context.Context, seq int64) (*store.Event, error) {
+	if seq <= 0 || seq == math.MaxInt64 {
+		return nil, store.ErrNotFound
+	}
+	e, err := scanEvent(db.rdb.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events WHERE seq = ?`, seq))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: event %d: %w", seq, err)
+	}
+	return e, nil
+}

@@ -1,0 +1,360 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/smtpgate/smtpgate/store"
+)
+
+var _ store.Queue = (*DB)(nil)
+
+// Listing limits of store.DeliveryQuery.
+const (
+	defaultDeliveryLimit = 100
+	maxDeliveryLimit     = 1000
+)
+
+const deliveryColumns = `id, message_id, login, route, domain, recipients, state, attempts, next_attempt, expires, last_reply, created, updated`
+
+// scanDelivery reads deliveryColumns.
+func scanDelivery(s scanner) (*store.Delivery, error) {
+	d := &store.Delivery{}
+	var recipients []byte
+	var next, expires, created, updated int64
+	if err := s.Scan(&d.ID, &d.MessageID, &d.Login, &d.Route, &d.Domain, &recipients, &d.State, &d.Attempts,
+		&next, &expires, &d.LastReply, &created, &updated); err != nil {
+		return nil, err
+	}
+	d.NextAttempt, d.Expires, d.Created, d.Updated = fromNano(next), fromNano(expires), fromNano(created), fromNano(updated)
+	if err := jsonv2.Unmarshal(recipients, &d.Recipients); err != nil {
+		return nil, fmt.Errorf("decode recipients of delivery %d: %w", d.ID, err)
+	}
+	return d, nil
+}
+
+// claim leases up to limit due rows of table (deliveries or webhook_jobs)
+// to owner and returns their ids, oldest NextAttempt first.
+func claim(ctx context.Context, tx *sql.Tx, table, owner string, now time.Time, limit int, lease time.Duration) ([]int64, error) {
+	if owner == "" {
+		return nil, errors.New("empty lease owner")
+	}
+	n := unixNano(now)
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM `+table+`
+WHERE state IN ('queued', 'deferred') AND next_attempt <= ? AND (lease_owner = '' OR lease_until <= ?)
+ORDER BY next_attempt, id LIMIT ?`, n, n, limit)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	until := unixNano(now.Add(lease))
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET lease_owner = ?, lease_until = ? WHERE id = ?`, owner, until, id); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// ClaimDeliveries leases up to limit due deliveries (queued or deferred,
+// NextAttempt <= now, not leased or lease expired) to owner until
+// now+lease, oldest NextAttempt first.
+func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*store.Delivery, error) {
+	if limit <= 0 {
+		return []*store.Delivery{}, nil
+	}
+	var out []*store.Delivery
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		out = []*store.Delivery{}
+		ids, err := claim(ctx, tx, "deliveries", owner, now, limit, lease)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			d, err := scanDelivery(tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = ?`, id))
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// holdsLease checks that owner holds the lease on row id of table:
+// store.ErrNotFound if there is no such row, store.ErrLeaseLost if another
+// owner (or none) holds it.
+func holdsLease(ctx context.Context, tx *sql.Tx, table string, id int64, owner string) error {
+	var leaseOwner string
+	err := tx.QueryRowContext(ctx, `SELECT lease_owner FROM `+table+` WHERE id = ?`, id).Scan(&leaseOwner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if owner == "" || leaseOwner != owner {
+		return store.ErrLeaseLost
+	}
+	return nil
+}
+
+// CompleteAttempt applies o to delivery id if owner still holds its lease:
+// the attempt is recorded, the delivery updated and released, and the
+// events appended (their MessageID and Login set from the delivery). It
+// returns store.ErrLeaseLost if another owner holds the delivery now.
+func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o store.Outcome) error {
+	recipients, err := json.Marshal(recipientsOrEmpty(o.Recipients))
+	if err != nil {
+		return fmt.Errorf("sqlite: complete attempt %d: %w", id, err)
+	}
+	for _, e := range o.Events {
+		if e == nil {
+			return fmt.Errorf("sqlite: complete attempt %d: nil event", id)
+		}
+	}
+	seqs := make([]int64, len(o.Events))
+	var messageID, login string
+	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := holdsLease(ctx, tx, "deliveries", id, owner); err != nil {
+			return err
+		}
+		var messageSeq int64
+		var attempts int
+		var next int64
+		if err := tx.QueryRowContext(ctx, `SELECT message_seq, message_id, login, attempts, next_attempt FROM deliveries WHERE id = ?`, id).
+			Scan(&messageSeq, &messageID, &login, &attempts, &next); err != nil {
+			return err
+		}
+		at := o.Attempt.Time
+		if at.IsZero() {
+			at = time.Now()
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (delivery_id, n, time, host, reply, duration) VALUES (?, ?, ?, ?, ?, ?)`,
+			id, attempts+1, unixNano(at), o.Attempt.Host, o.Attempt.Reply, int64(o.Attempt.Duration)); err != nil {
+			return err
+		}
+		if o.State == store.DeliveryDeferred || !o.NextAttempt.IsZero() {
+			next = unixNano(o.NextAttempt)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET recipients = ?, state = ?, attempts = ?, next_attempt = ?,
+last_reply = ?, updated = ?, lease_owner = '', lease_until = 0 WHERE id = ?`,
+			recipients, o.State, attempts+1, next, o.Attempt.Reply, unixNano(at), id); err != nil {
+			return err
+		}
+		ins := tx.StmtContext(ctx, db.stmts[insertEvent])
+		for i, e := range o.Events {
+			var err error
+			if seqs[i], err = insertEventRow(ctx, ins, messageSeq, messageID, login, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("sqlite: complete attempt %d: %w", id, err)
+	}
+	for i, e := range o.Events {
+		e.Seq, e.MessageID, e.Login = seqs[i], messageID, login
+	}
+	return nil
+}
+
+// ReleaseDeliveries returns every delivery leased to owner to the queue
+// unchanged.
+func (db *DB) ReleaseDeliveries(ctx context.Context, owner string) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE deliveries SET lease_owner = '', lease_until = 0 WHERE lease_owner = ?`, owner)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: release deliveries of %s: %w", owner, err)
+	}
+	return nil
+}
+
+// Deliveries lists deliveries in scope, ascending by ID.
+func (db *DB) Deliveries(ctx context.Context, q store.DeliveryQuery) ([]*store.Delivery, error) {
+	if !scopeSeesAnything(q.Scope) {
+		return []*store.Delivery{}, nil
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultDeliveryLimit
+	}
+	limit = min(limit, maxDeliveryLimit)
+	query := `SELECT ` + deliveryColumns + ` FROM deliveries WHERE id > ?`
+	args := []any{q.AfterID}
+	if len(q.States) > 0 {
+		states, err := json.Marshal(q.States)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: deliveries: %w", err)
+		}
+		query += ` AND state IN (SELECT value FROM json_each(?))`
+		args = append(args, states)
+	}
+	if q.MessageID != "" {
+		query += ` AND message_id = ?`
+		args = append(args, q.MessageID)
+	}
+	if !q.Scope.All {
+		logins, err := json.Marshal(q.Scope.Logins)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: deliveries: %w", err)
+		}
+		query += ` AND login IN (SELECT value FROM json_each(?))`
+		args = append(args, logins)
+	}
+	query += ` ORDER BY id LIMIT ?`
+	args = append(args, limit)
+	rows, err := db.rdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.Delivery{}
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: deliveries: %w", err)
+		}
+		if q.Scope.Allows(d.Login) {
+			out = append(out, d)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// Attempts lists a delivery's attempts in order, or store.ErrNotFound if
+// the delivery is not in scope.
+func (db *DB) Attempts(ctx context.Context, id int64, scope store.Scope) ([]store.Attempt, error) {
+	if !scopeSeesAnything(scope) {
+		return nil, store.ErrNotFound
+	}
+	var login string
+	err := db.rdb.QueryRowContext(ctx, `SELECT login FROM deliveries WHERE id = ?`, id).Scan(&login)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !scope.Allows(login) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: attempts of %d: %w", id, err)
+	}
+	rows, err := db.rdb.QueryContext(ctx, `SELECT time, host, reply, duration FROM attempts WHERE delivery_id = ? ORDER BY n`, id)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: attempts of %d: %w", id, err)
+	}
+	defer rows.Close()
+	out := []store.Attempt{}
+	for rows.Next() {
+		a := store.Attempt{DeliveryID: id}
+		var t, d int64
+		if err := rows.Scan(&t, &a.Host, &a.Reply, &d); err != nil {
+			return nil, fmt.Errorf("sqlite: attempts of %d: %w", id, err)
+		}
+		a.Time, a.Duration = fromNano(t), time.Duration(d)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: attempts of %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// pendingDelivery loads a delivery in scope for RetryNow and
+// CancelDelivery, checking that it is queued or deferred.
+func pendingDelivery(ctx context.Context, tx *sql.Tx, id int64, scope store.Scope) (*store.Delivery, int64, error) {
+	var messageSeq int64
+	d, err := scanDelivery(tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !scope.Allows(d.Login) {
+		return nil, 0, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	if d.State != store.DeliveryQueued && d.State != store.DeliveryDeferred {
+		return nil, 0, store.ErrState
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT message_seq FROM deliveries WHERE id = ?`, id).Scan(&messageSeq); err != nil {
+		return nil, 0, err
+	}
+	return d, messageSeq, nil
+}
+
+// RetryNow makes a queued or deferred delivery due now: store.ErrNotFound
+// if it is not in scope, store.ErrState if it is in another state.
+func (db *DB) RetryNow(ctx context.Context, id int64, scope store.Scope, now time.Time) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, _, err := pendingDelivery(ctx, tx, id, scope); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE deliveries SET next_attempt = ?, updated = ? WHERE id = ?`, unixNano(now), unixNano(now), id)
+		return err
+	})
+	return queueError("retry", id, err)
+}
+
+// CancelDelivery cancels a queued or deferred delivery (store.ErrState
+// otherwise): every pending recipient becomes failed, with a failed event.
+func (db *DB) CancelDelivery(ctx context.Context, id int64, scope store.Scope, now time.Time) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		d, messageSeq, err := pendingDelivery(ctx, tx, id, scope)
+		if err != nil {
+			return err
+		}
+		ins := tx.StmtContext(ctx, db.stmts[insertEvent])
+		for i, r := range d.Recipients {
+			if r.State != store.RecipientPending && r.State != "" {
+				continue
+			}
+			d.Recipients[i].State, d.Recipients[i].Reply = store.RecipientFailed, "cancelled"
+			e := &store.Event{Type: store.EventFailed, Recipient: r.Address, Time: now, Detail: "delivery cancelled"}
+			if _, err := insertEventRow(ctx, ins, messageSeq, d.MessageID, d.Login, e); err != nil {
+				return err
+			}
+		}
+		recipients, err := json.Marshal(recipientsOrEmpty(d.Recipients))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, recipients = ?, updated = ?, lease_owner = '', lease_until = 0
+WHERE id = ?`, store.DeliveryCancelled, recipients, unixNano(now), id)
+		return err
+	})
+	return queueError("cancel", id, err)
+}
+
+// queueError wraps err unless it is one of the store's sentinel answers.
+func queueError(what string, id int64, err error) error {
+	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrState) {
+		return err
+	}
+	return fmt.Errorf("sqlite: %s delivery %d: %w", what, id, err)
+}

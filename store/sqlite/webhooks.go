@@ -1,0 +1,202 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/smtpgate/smtpgate/store"
+)
+
+var _ store.Webhooks = (*DB)(nil)
+
+// Webhook job states.
+const (
+	jobQueued   = "queued"
+	jobDeferred = "deferred"
+	jobSent     = "sent"
+	jobFailed   = "failed"
+)
+
+const jobColumns = `id, webhook, event_seq, login, state, attempts, next_attempt, last_status, last_error, created, updated`
+
+// scanJob reads jobColumns.
+func scanJob(s scanner) (*store.WebhookJob, error) {
+	j := &store.WebhookJob{}
+	var next, created, updated int64
+	if err := s.Scan(&j.ID, &j.Webhook, &j.EventSeq, &j.Login, &j.State, &j.Attempts, &next, &j.LastStatus, &j.LastError,
+		&created, &updated); err != nil {
+		return nil, err
+	}
+	j.NextAttempt, j.Created, j.Updated = fromNano(next), fromNano(created), fromNano(updated)
+	return j, nil
+}
+
+// EnqueueWebhookJobs creates a job for each of up to limit events after
+// the webhook's cursor whose type is in types (all types when empty), moves
+// the cursor past every event it read, and returns how many it read. All
+// writes go through the one writer, so events become visible in Seq order
+// and the cursor never skips one.
+func (db *DB) EnqueueWebhookJobs(ctx context.Context, webhook string, types []string, limit int, now time.Time) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	want := map[string]bool{}
+	for _, t := range types {
+		want[t] = true
+	}
+	var consumed int
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		consumed = 0
+		var cursor int64
+		err := tx.QueryRowContext(ctx, `SELECT last_seq FROM webhook_cursors WHERE webhook = ?`, webhook).Scan(&cursor)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT seq, login, type FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, cursor, limit)
+		if err != nil {
+			return err
+		}
+		type ev struct {
+			seq         int64
+			login, kind string
+		}
+		var evs []ev
+		for rows.Next() {
+			var e ev
+			if err := rows.Scan(&e.seq, &e.login, &e.kind); err != nil {
+				rows.Close()
+				return err
+			}
+			evs = append(evs, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+		n := unixNano(now)
+		for _, e := range evs {
+			if len(want) > 0 && !want[e.kind] {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_jobs (webhook, event_seq, login, state, next_attempt, created, updated)
+VALUES (?, ?, ?, ?, ?, ?, ?)`, webhook, e.seq, e.login, jobQueued, n, n, n); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_cursors (webhook, last_seq) VALUES (?, ?)
+ON CONFLICT (webhook) DO UPDATE SET last_seq = excluded.last_seq`, webhook, evs[len(evs)-1].seq); err != nil {
+			return err
+		}
+		consumed = len(evs)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: enqueue webhook jobs for %s: %w", webhook, err)
+	}
+	return consumed, nil
+}
+
+// ClaimWebhookJobs leases up to limit due jobs to owner until now+lease,
+// oldest NextAttempt first.
+func (db *DB) ClaimWebhookJobs(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*store.WebhookJob, error) {
+	if limit <= 0 {
+		return []*store.WebhookJob{}, nil
+	}
+	var out []*store.WebhookJob
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		out = []*store.WebhookJob{}
+		ids, err := claim(ctx, tx, "webhook_jobs", owner, now, limit, lease)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			j, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM webhook_jobs WHERE id = ?`, id))
+			if err != nil {
+				return err
+			}
+			out = append(out, j)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim webhook jobs: %w", err)
+	}
+	return out, nil
+}
+
+// CompleteWebhookJob records an attempt of job id: state sent, deferred
+// (due again at next) or failed. It returns store.ErrLeaseLost if owner no
+// longer holds the job.
+func (db *DB) CompleteWebhookJob(ctx context.Context, id int64, owner string, state string, status int, errText string, next time.Time) error {
+	switch state {
+	case jobSent, jobDeferred, jobFailed:
+	default:
+		return fmt.Errorf("sqlite: complete webhook job %d: bad state %q", id, state)
+	}
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := holdsLease(ctx, tx, "webhook_jobs", id, owner); err != nil {
+			return err
+		}
+		query := `UPDATE webhook_jobs SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?, updated = ?,
+lease_owner = '', lease_until = 0`
+		args := []any{state, status, errText, unixNano(time.Now())}
+		if state == jobDeferred {
+			query += `, next_attempt = ?`
+			args = append(args, unixNano(next))
+		}
+		_, err := tx.ExecContext(ctx, query+` WHERE id = ?`, append(args, id)...)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrLeaseLost) && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("sqlite: complete webhook job %d: %w", id, err)
+	}
+	return err
+}
+
+// WebhookJobs lists a webhook's jobs newest first, only of logins in
+// scope. limit 0 or less means 100; at most 1000.
+func (db *DB) WebhookJobs(ctx context.Context, webhook string, scope store.Scope, limit int) ([]*store.WebhookJob, error) {
+	if !scopeSeesAnything(scope) {
+		return []*store.WebhookJob{}, nil
+	}
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	limit = min(limit, maxLimit)
+	query := `SELECT ` + jobColumns + ` FROM webhook_jobs WHERE webhook = ?`
+	args := []any{webhook}
+	if !scope.All {
+		logins, err := json.Marshal(scope.Logins)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: webhook jobs: %w", err)
+		}
+		query += ` AND login IN (SELECT value FROM json_each(?))`
+		args = append(args, logins)
+	}
+	rows, err := db.rdb.QueryContext(ctx, query+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: webhook jobs: %w", err)
+	}
+	defer rows.Close()
+	out := []*store.WebhookJob{}
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: webhook jobs: %w", err)
+		}
+		if scope.Allows(j.Login) {
+			out = append(out, j)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: webhook jobs: %w", err)
+	}
+	return out, nil
+}
