@@ -1,0 +1,137 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+// defaultDSN is the server the tests use when SMTPGATE_PG_DSN is unset.
+const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// testDSN returns the DSN of the test server. Without SMTPGATE_PG_DSN the
+// test fails in CI (env CI set) and is skipped elsewhere if the default
+// server does not answer.
+func testDSN(tb testing.TB) string {
+	tb.Helper()
+	if dsn := os.Getenv("SMTPGATE_PG_DSN"); dsn != "" {
+		return dsn
+	}
+	if os.Getenv("CI") != "" {
+		tb.Fatal("SMTPGATE_PG_DSN is not set; the PostgreSQL tests never skip in CI")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, defaultDSN)
+	if err != nil {
+		tb.Skipf("SMTPGATE_PG_DSN unset and no PostgreSQL at %s: %v", defaultDSN, err)
+	}
+	conn.Close(ctx)
+	return defaultDSN
+}
+
+// withSearchPath returns dsn with search_path set to schema.
+func withSearchPath(tb testing.TB, dsn, schema string) string {
+	tb.Helper()
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			tb.Fatalf("parse DSN: %v", err)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
+}
+
+// randomSchema returns a new schema name for one test.
+func randomSchema() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return "smtpgate_test_" + hex.EncodeToString(b[:])
+}
+
+// newSchema creates a fresh schema, drops it (with everything in it) when
+// the test ends, and returns a DSN whose search_path is that schema.
+func newSchema(tb testing.TB) string {
+	tb.Helper()
+	dsn := testDSN(tb)
+	schema := randomSchema()
+	exec(tb, dsn, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize())
+	tb.Cleanup(func() {
+		exec(tb, dsn, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+	})
+	return withSearchPath(tb, dsn, schema)
+}
+
+// exec runs one statement on a connection of its own.
+func exec(tb testing.TB, dsn, sql string, args ...any) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		tb.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// schemas maps the suite's directories to schemas: the same directory
+// always opens the same schema, created on first use and dropped when the
+// test that created it ends.
+type schemas struct {
+	mu   sync.Mutex
+	dsns map[string]string
+}
+
+func (s *schemas) dsn(t *testing.T, dir string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dsns == nil {
+		s.dsns = map[string]string{}
+	}
+	if d, ok := s.dsns[dir]; ok {
+		return d
+	}
+	d := newSchema(t)
+	s.dsns[dir] = d
+	return d
+}
+
+// openTest opens a store on dsn with a test logger and closes it when the
+// test ends (a second Close is harmless).
+func openTest(tb testing.TB, dsn string) *DB {
+	tb.Helper()
+	return openTestOpts(tb, dsn, options{writers: defaultWriters, maxBatch: maxBatchMessages})
+}
+
+func openTestOpts(tb testing.TB, dsn string, opt options) *DB {
+	tb.Helper()
+	var log *zap.Logger
+	if t, ok := tb.(*testing.T); ok {
+		log = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	} else {
+		log = zap.NewNop()
+	}
+	db, err := open(context.Background(), dsn, log, opt)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
