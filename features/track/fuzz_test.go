@@ -133,11 +133,11 @@ func checkRewrite(t *testing.T, c *Codec, in, out []byte, n int) {
 			if w.Key != "href" {
 				t.Fatalf("token %d: %s=%q became %q", i, w.Key, w.Val, g.Val)
 			}
-			if plain, ok := notrackScheme(trimURL(w.Val)); ok && g.Val == plain {
+			if plain, ok := notrackScheme(cleanURL(w.Val)); ok && g.Val == plain {
 				continue
 			}
 			tok, err := c.Open(KindClick, strings.TrimPrefix(g.Val, testBase+"/c/"))
-			if !strings.HasPrefix(g.Val, testBase+"/c/") || err != nil || tok.URL != trimURL(w.Val) {
+			if !strings.HasPrefix(g.Val, testBase+"/c/") || err != nil || tok.URL != cleanURL(w.Val) {
 				t.Fatalf("token %d: href %q became %q (token %+v, %v)", i, w.Val, g.Val, tok, err)
 			}
 			tracked++

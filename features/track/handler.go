@@ -24,7 +24,7 @@ type Event struct {
 	Kind      string // EventClicked or EventOpened
 	MessageID string
 	Recipient string
-	URL       string // the original URL of a click; empty for an open
+	URL       string // the original URL of a click, as a browser reads it (see RewriteHTML); empty for an open
 	IP        string // client address, without port
 	UserAgent string
 	Time      time.Time
@@ -121,14 +121,17 @@ func (h *handler) click(w http.ResponseWriter, r *http.Request, tok string) {
 		writeError(w, http.StatusNotFound, "not found")
 		return
 	}
-	loc, ok := location(t.URL)
+	// The rewriter seals cleaned URLs; cleaning again covers tokens sealed
+	// before it did, so the event names the URL the browser is sent to.
+	u := cleanURL(t.URL)
+	loc, ok := location(u)
 	if !ok {
 		h.log.Warn("click token with an unredirectable URL", zap.String("message_id", t.MessageID))
 		writeError(w, http.StatusNotFound, "not found")
 		return
 	}
 	if r.Method == http.MethodGet {
-		h.record(r, Event{Kind: EventClicked, MessageID: t.MessageID, Recipient: t.Recipient, URL: t.URL})
+		h.record(r, Event{Kind: EventClicked, MessageID: t.MessageID, Recipient: t.Recipient, URL: u})
 	}
 	hd := w.Header()
 	hd.Set("Location", loc)

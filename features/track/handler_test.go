@@ -134,11 +134,27 @@ func TestHandlerClickUnicodeLocation(t *testing.T) {
 	}
 }
 
+// TestHandlerClickCleansSealedLineBreaks: a token sealed with a tab or line
+// break in its URL (as the rewriter did before it cleaned hrefs) redirects
+// to, and records, the URL a browser would have opened.
+func TestHandlerClickCleansSealedLineBreaks(t *testing.T) {
+	rec := &memRecorder{}
+	srv, c := newTestServer(t, rec, nil)
+	resp, _ := do(t, http.MethodGet, srv.URL+"/c/"+clickToken(c, "https://x.example/a\nb?c=1\t&d=2"), nil)
+	const want = "https://x.example/ab?c=1&d=2"
+	if got := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || got != want {
+		t.Errorf("status %d, Location %q, want 302 to %q", resp.StatusCode, got, want)
+	}
+	if ev := rec.list(); len(ev) != 1 || ev[0].URL != want {
+		t.Errorf("events = %+v, want one click on %q", ev, want)
+	}
+}
+
 func TestHandlerClickRefusesNonHTTPURL(t *testing.T) {
 	rec := &memRecorder{}
 	srv, c := newTestServer(t, rec, nil)
 	// Validly signed tokens whose URL the rewriter would never have sealed.
-	for _, u := range []string{"javascript:alert(1)", "data:text/html,x", "//evil.example/", "ftp://x.example/", "", "https://x.example\r\nX: y"} {
+	for _, u := range []string{"javascript:alert(1)", "data:text/html,x", "//evil.example/", "ftp://x.example/", "", "https://x.example\r\nX: y", "java\r\nscript:alert(1)", "\thttps://\r\n/"} {
 		resp, body := do(t, http.MethodGet, srv.URL+"/c/"+clickToken(c, u), nil)
 		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Location") != "" || string(body) != `{"error":"not found"}` {
 			t.Errorf("URL %q: status %d, Location %q, body %q", u, resp.StatusCode, resp.Header.Get("Location"), body)

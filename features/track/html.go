@@ -163,8 +163,10 @@ const maxLinkText = 4 * MaxTokenLen
 // must be UTF-8: decode the MIME part first.
 //
 // Rules:
-//   - Only <a> tags with an absolute http:// or https:// href (trimmed,
-//     entity-decoded: &amp; is &) are tracked; the token carries that URL.
+//   - Only <a> tags with an absolute http:// or https:// href (entity-decoded:
+//     &amp; is &; then cleaned as a browser does: trimmed, and every tab, CR
+//     and LF inside removed) are tracked; the token carries that URL, the
+//     one a browser would open.
 //   - mailto:, tel:, sms:, #fragment, relative, protocol-relative,
 //     javascript: and data: links, links already on PublicURL, and URLs with
 //     unresolved merge tags ({{x}}, {%x%}, *|X|*, %x%) are left alone.
@@ -276,7 +278,7 @@ func (j *job) anchor(in []byte, attrs []attr) *pendingLink {
 		return nil
 	}
 	a := &attrs[href]
-	u := trimURL(unescapeAttr(in[a.valStart:a.valEnd]))
+	u := cleanURL(unescapeAttr(in[a.valStart:a.valEnd]))
 	if plain, ok := notrackScheme(u); ok {
 		v := html.EscapeString(plain) // escapes both quote characters
 		if a.quote == 0 {

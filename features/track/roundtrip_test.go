@@ -52,7 +52,7 @@ func TestRoundTrip(t *testing.T) {
 			got := after[i]
 			if !strings.HasPrefix(got, srv.URL+"/c/") {
 				want := orig
-				if plain, ok := notrackScheme(trimURL(orig)); ok {
+				if plain, ok := notrackScheme(cleanURL(orig)); ok {
 					want = plain
 				}
 				if got != want {
@@ -61,7 +61,7 @@ func TestRoundTrip(t *testing.T) {
 				continue
 			}
 			tracked++
-			want := trimURL(orig)
+			want := cleanURL(orig)
 			if loc, ok := nonASCII[want]; ok {
 				want = loc
 			} else if !isPlainASCII(want) {
@@ -109,4 +109,67 @@ func anchorHrefs(t *testing.T, doc []byte) []string {
 		hrefs = append(hrefs, h)
 	}
 	return hrefs
+}
+
+// TestRoundTripHrefLineBreaks rewrites hrefs broken by tabs and line breaks
+// (raw or as character references), follows each tracking link on a real
+// server running NewHandler and checks that the token, the Location and the
+// recorded click all name the URL a browser opens for the original href:
+// the href with every tab, CR and LF removed (WHATWG URL parsing).
+func TestRoundTripHrefLineBreaks(t *testing.T) {
+	cases := []struct {
+		href string
+		url  string // the URL in the token and the event
+		loc  string // the Location header, when it differs from url
+	}{
+		{"https://x.example/a\r\nb?c=1", "https://x.example/ab?c=1", ""},
+		{"https://x.example/a\nb", "https://x.example/ab", ""},
+		{"https://x.example/a\rb", "https://x.example/ab", ""},
+		{"https://x.example/a\tb", "https://x.example/ab", ""},
+		{"\r\n  https://x.example/p?q=1&amp;r=2\r\n", "https://x.example/p?q=1&r=2", ""},
+		{"https://x.example/a&#13;&#10;b&Tab;c", "https://x.example/abc", ""},
+		{"ht\r\ntps://x.exa\r\nmple/p", "https://x.example/p", ""},
+		// A quoted-printable soft break left undecoded: the browser keeps '='.
+		{"https://news.example.com/2026/03/a-very-long-article-slug-that-a-generator-fol=\r\nded-at-76?utm_source=mail", "https://news.example.com/2026/03/a-very-long-article-slug-that-a-generator-fol=ded-at-76?utm_source=mail", ""},
+		// The space of a folded continuation line stays, like in a browser,
+		// which requests it percent-encoded.
+		{"https://x.example/a\r\n b", "https://x.example/a b", "https://x.example/a%20b"},
+	}
+	rec := &memRecorder{}
+	srv, c := newTestServer(t, rec, nil)
+	r, err := NewRewriter(c, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range cases {
+		in := []byte("<p><a href=\"" + tc.href + "\">x</a></p>")
+		out, n, err := r.RewriteHTML(in, testOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hrefs := anchorHrefs(t, out)
+		if n != 1 || len(hrefs) != 1 || !strings.HasPrefix(hrefs[0], srv.URL+"/c/") {
+			t.Errorf("href %q: not tracked (n=%d): %q", tc.href, n, out)
+			continue
+		}
+		tok, err := c.Open(KindClick, strings.TrimPrefix(hrefs[0], srv.URL+"/c/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.URL != tc.url {
+			t.Errorf("href %q: token URL %q, want %q", tc.href, tok.URL, tc.url)
+		}
+		loc := tc.loc
+		if loc == "" {
+			loc = tc.url
+		}
+		resp, _ := do(t, http.MethodGet, hrefs[0], nil)
+		if got := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || got != loc {
+			t.Errorf("href %q: GET answers %d to %q, want 302 to %q", tc.href, resp.StatusCode, got, loc)
+		}
+		ev := rec.list()
+		if len(ev) != i+1 || ev[i].URL != tc.url {
+			t.Errorf("href %q: events %+v, want click %d on %q", tc.href, ev, i+1, tc.url)
+		}
+	}
 }

@@ -36,6 +36,13 @@ var htmlRules = []htmlRule{
 	{name: "first of duplicate hrefs", in: `<a href="https://x.example/1" href="https://x.example/2">x</a>`, want: `<a href="[[click:https://x.example/1]]" href="https://x.example/2">x</a>`, n: 1},
 	{name: "similar-looking host is not the tracking host", in: `<a href="https://t.example.com.evil.example/">x</a>`, want: `<a href="[[click:https://t.example.com.evil.example/]]">x</a>`, n: 1},
 	{name: "port and userinfo", in: `<a href="https://u@x.example:8443/p">x</a>`, want: `<a href="[[click:https://u@x.example:8443/p]]">x</a>`, n: 1},
+	// Tabs and line breaks inside an href: a browser removes them (WHATWG
+	// URL parsing), so the token holds the URL it would open.
+	{name: "CRLF inside the path removed", in: "<a href=\"https://x.example/a\r\nb?c=1\">x</a>", want: `<a href="[[click:https://x.example/ab?c=1]]">x</a>`, n: 1},
+	{name: "LF, CR and tab anywhere removed", in: "<a href='ht\ttps://x.exa\nmple/p?q=1\r&amp;r=\t2#f\ng'>x</a>", want: `<a href='[[click:https://x.example/p?q=1&r=2#fg]]'>x</a>`, n: 1},
+	{name: "entity-encoded line breaks removed", in: `<a href="https://x.example/a&#13;&#10;b&Tab;c&NewLine;d&#x9;">x</a>`, want: `<a href="[[click:https://x.example/abcd]]">x</a>`, n: 1},
+	{name: "folded with a leading space keeps the space", in: "<a href=\"https://x.example/a\r\n b\">x</a>", want: `<a href="[[click:https://x.example/a b]]">x</a>`, n: 1},
+	{name: "line break before the host's end", in: "<a href=\"https://x.example\r\n/p\">x</a>", want: `<a href="[[click:https://x.example/p]]">x</a>`, n: 1},
 	{name: "several links", in: `<p><a href="https://a.example/">a</a> <a href="https://b.example/">b</a></p>`, want: `<p><a href="[[click:https://a.example/]]">a</a> <a href="[[click:https://b.example/]]">b</a></p>`, n: 2},
 
 	// Left alone.
@@ -62,6 +69,9 @@ var htmlRules = []htmlRule{
 	{name: "a leading = makes another attribute name", in: `<a =href="https://x.example/">x</a>`},
 	{name: "unterminated tag at the end", in: `<p>x</p><a href="https://x.example/"`},
 	{name: "unterminated quote at the end", in: `<a href="https://x.example/>x</a>`},
+	{name: "placeholder broken over lines", in: "<a href=\"https://x.example/?u={\r\n{id}}\">x</a>"},
+	{name: "tracking host broken over lines", in: "<a href=\"https://t.example.com\r\n/c/abc\">x</a>"},
+	{name: "space left in the host by a fold", in: "<a href=\"https://x.exa\r\n mple/\">x</a>"},
 	{name: "URL too long for a token", in: `<a href="https://x.example/` + strings.Repeat("a", 3100) + `">x</a>`},
 
 	// Comments, conditional comments, raw text.
@@ -90,6 +100,7 @@ var htmlRules = []htmlRule{
 	{name: "opt-out on an untracked link still removed", in: `<a clicktracking=off href="mailto:a@example.com">m</a>`, want: `<a href="mailto:a@example.com">m</a>`},
 	{name: "opt-in values: attribute removed, link tracked", in: `<a clicktracking="on" href="https://x.example/" data-msys-clicktrack="1" disable-tracking=false>x</a>`, want: `<a href="[[click:https://x.example/]]">x</a>`, n: 1},
 	{name: "postal +notrack scheme", in: `<a href="https+notrack://x.example/?a=1&amp;b">x</a><a href=http+notrack://y.example/>y</a>`, want: `<a href="https://x.example/?a=1&amp;b">x</a><a href="http://y.example/">y</a>`},
+	{name: "postal +notrack scheme broken over lines", in: "<a href=\"https+notrack://x.example/a\r\nb?c=1&amp;d\">x</a>", want: `<a href="https://x.example/ab?c=1&amp;d">x</a>`},
 	{name: "opt-out outside an a tag is not touched", in: `<div clicktracking=off><img ses:no-track src="https://x.example/i.png"></div>`},
 
 	// preventscam.
@@ -103,6 +114,7 @@ var htmlRules = []htmlRule{
 	{name: "preventscam: comments and style are not text", in: `<a href="https://x.example/"><!--x.example--><style>x.example</style>go</a>`, preventScam: true, want: `<a href="[[click:https://x.example/]]"><!--x.example--><style>x.example</style>go</a>`, n: 1},
 	{name: "preventscam: a new <a> ends the previous one", in: `<a href="https://x.example/">x.example<a href="https://y.example/">y.example</a>`, preventScam: true},
 	{name: "preventscam: unclosed at the end", in: `<a href="https://x.example/">x.example`, preventScam: true},
+	{name: "preventscam: text is the URL the broken href opens", in: "<a href=\"https://x.example/a\r\nb\">https://x.example/ab</a>", preventScam: true},
 	{name: "preventscam off: text is the URL but tracked", in: `<a href="https://x.example/">https://x.example/</a>`, want: `<a href="[[click:https://x.example/]]">https://x.example/</a>`, n: 1},
 }
 

@@ -30,6 +30,9 @@ func TestRewriteTextRules(t *testing.T) {
 		{"query ending in ?", "Is it https://x.example/a?", "Is it [[click:https://x.example/a]]?", 1},
 		{"unicode path", "Voir https://exämple.com/café, merci", "Voir [[click:https://exämple.com/café]], merci", 1},
 		{"unicode space ends the URL", "https://x.example/a\u00a0suite", "[[click:https://x.example/a]]\u00a0suite", 1},
+		// A mail client's linkifier ends a plain-text URL at a line break,
+		// so the part before it is what a click opens, and all that is sealed.
+		{"line break ends the URL", "https://x.example/a\r\nb?c=1", "[[click:https://x.example/a]]\r\nb?c=1", 1},
 		{"tab ends the URL", "https://x.example/a\tb", "[[click:https://x.example/a]]\tb", 1},
 		{"glued scheme is not a URL", "xhttps://x.example/ and foo+https://y.example/", "", 0},
 		{"after punctuation is a URL", "url:https://x.example/a", "url:[[click:https://x.example/a]]", 1},

@@ -10,9 +10,16 @@ import (
 // back in a Location header. The rewriters and the handler share it, so a
 // link the rewriter tracks is always one the handler redirects.
 
-// trimURL strips what the URL parser ignores around an href: leading and
-// trailing C0 controls and spaces.
-func trimURL(s string) string {
+// cleanURL does to an href what a browser's URL parser does first (WHATWG
+// URL parsing): it strips leading and trailing C0 controls and spaces and
+// removes every ASCII tab, LF and CR inside, so an href broken over lines
+// ("https://x.example/a" CRLF "b", from a generator folding at 76 columns or
+// a badly decoded quoted-printable soft break) is the URL the browser opens:
+// "https://x.example/ab". Other controls and inner spaces stay; location
+// percent-encodes them as the browser does. The rewriters seal the cleaned
+// URL and the handler redirects to it, so the recorded click, the redirect
+// and a click in an untracked copy of the mail all name the same URL.
+func cleanURL(s string) string {
 	i, j := 0, len(s)
 	for i < j && s[i] <= ' ' {
 		i++
@@ -20,7 +27,17 @@ func trimURL(s string) string {
 	for j > i && s[j-1] <= ' ' {
 		j--
 	}
-	return s[i:j]
+	s = s[i:j]
+	if strings.IndexAny(s, "\t\n\r") < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '\t' && c != '\n' && c != '\r' {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // schemeLen returns the length of a leading "http://" or "https://" (any
@@ -83,12 +100,15 @@ func hostOf(authority string) (host, userinfo, port string) {
 }
 
 // location returns the value of the Location header that sends a browser
-// to u, or ok=false if u is not an absolute http(s) URL with a host. Bytes
-// a header cannot carry verbatim (non-ASCII, controls, space) are
-// percent-encoded as a browser would before requesting the URL, and a
-// non-ASCII host becomes its IDNA (punycode) form, so non-browser clients
-// follow the redirect too. An ASCII URL without spaces is returned as is.
+// to u, or ok=false if u is not an absolute http(s) URL with a host. u is
+// read as a browser reads an href: cleaned first (see cleanURL: no tab, CR
+// or LF anywhere, nothing at either end), then bytes a header cannot carry
+// verbatim (non-ASCII, other controls, space) are percent-encoded as a
+// browser would before requesting the URL, and a non-ASCII host becomes its
+// IDNA (punycode) form, so non-browser clients follow the redirect too. A
+// clean ASCII URL without spaces is returned as is.
 func location(u string) (string, bool) {
+	u = cleanURL(u)
 	scheme, auth, rest, ok := splitAuthority(u)
 	if !ok {
 		return "", false
@@ -214,7 +234,7 @@ func underBase(u, base string) bool {
 	return false
 }
 
-// trackable reports whether the (trimmed, entity-decoded) URL u gets a
+// trackable reports whether the (cleaned, entity-decoded) URL u gets a
 // tracking link: an absolute http(s) URL with a valid host, no unresolved
 // placeholder, and not already on the tracking host.
 func trackable(u, base string) bool {

@@ -14,7 +14,20 @@ func TestLocation(t *testing.T) {
 		{"https://exämple.com/ü?q=ä#é", "https://xn--exmple-cua.com/%C3%BC?q=%C3%A4#%C3%A9", true},
 		{"HTTPS://bücher.example", "https://xn--bcher-kva.example", true},
 		{"https://x.example/a b", "https://x.example/a%20b", true},
-		{"https://x.example/a\tb\x7f", "https://x.example/a%09b%7F", true},
+		{"https://x.example/a\x01b\x7f", "https://x.example/a%01b%7F", true},
+		// A browser removes every tab, CR and LF before parsing, and strips
+		// C0 controls and spaces at both ends (WHATWG URL parsing).
+		{"https://x.example/a\r\nb?c=1", "https://x.example/ab?c=1", true},
+		{"https://x.example/a\tb\x7f", "https://x.example/ab%7F", true},
+		{"https://x.example/?q=a\nb&r=\r1#f\tg", "https://x.example/?q=ab&r=1#fg", true},
+		{"\r\n\t https://x.example/p \x00\r\n", "https://x.example/p", true},
+		{"ht\r\ntps://x.exa\r\nmple:80\t80/p", "https://x.example:8080/p", true},
+		{"https://x.example\r\n/p", "https://x.example/p", true},
+		{"https://x.example/a\r\n b", "https://x.example/a%20b", true},
+		{"https://exä\r\nmple.com/ü\r\nü", "https://xn--exmple-cua.com/%C3%BC%C3%BC", true},
+		{"https://\r\n/p", "", false},
+		{"https://x.exa\r\n mple/", "", false},
+		{"\x01", "", false},
 		{"https://x.example/%C3%A4", "https://x.example/%C3%A4", true},
 		{"https://x.example\\path", "https://x.example\\path", true},
 		{"", "", false},
@@ -37,6 +50,28 @@ func TestLocation(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("location(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+func TestCleanURL(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"https://x.example/a", "https://x.example/a"},
+		{"https://x.example/a\r\nb?c=1", "https://x.example/ab?c=1"},
+		{"https://x.example/a\rb\nc\td", "https://x.example/abcd"},
+		{" \t\r\n\x00\x1fhttps://x.example/ \x1f\n", "https://x.example/"},
+		{"https://x.example/a b\x01\x0b\x0c\x7f", "https://x.example/a b\x01\x0b\x0c\x7f"},
+		{"https://x.example/a\r\n b", "https://x.example/a b"},
+		{"https://x.example/ü\r\n\u00a0", "https://x.example/ü\u00a0"},
+		{"\r\n\t", ""},
+		{"", ""},
+	}
+	for _, tc := range cases {
+		if got := cleanURL(tc.in); got != tc.want {
+			t.Errorf("cleanURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(10, func() { cleanURL(" https://x.example/a?b=1 ") }); n != 0 {
+		t.Errorf("cleanURL of a URL without inner tab or line break allocates %v times", n)
 	}
 }
 
