@@ -48,8 +48,8 @@ type Retention struct {
 // one inbox.
 type Capture interface {
 	// Search finds captured messages (without Raw, Original and Text),
-	// each once however many inboxes hold it. Relayed
-	// messages are never returned.
+	// each once however many inboxes hold it. Relayed messages are never
+	// returned.
 	Search(ctx context.Context, q SearchQuery) ([]*Message, error)
 	// Inboxes lists the inboxes holding mail of the scope's logins (of
 	// login only, if not ""), most recently used first, counting only that

@@ -108,6 +108,11 @@ type InboxEntry struct {
 // concurrent use. Backends keep times to the millisecond at least and
 // return them in UTC; the zero time stays zero.
 type Store interface {
+	EventStore
+	Queue
+	Webhooks
+	Capture
+
 	// Accept commits msg durably before it returns nil: on disk with fsync,
 	// or committed in PostgreSQL. When msg.Route is RouteCapture it also adds
 	// one inbox entry per distinct recipient (lower-cased) in the same
