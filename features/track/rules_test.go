@@ -41,6 +41,7 @@ var htmlRules = []htmlRule{
 	{name: "CRLF inside the path removed", in: "<a href=\"https://x.example/a\r\nb?c=1\">x</a>", want: `<a href="[[click:https://x.example/ab?c=1]]">x</a>`, n: 1},
 	{name: "LF, CR and tab anywhere removed", in: "<a href='ht\ttps://x.exa\nmple/p?q=1\r&amp;r=\t2#f\ng'>x</a>", want: `<a href='[[click:https://x.example/p?q=1&r=2#fg]]'>x</a>`, n: 1},
 	{name: "entity-encoded line breaks removed", in: `<a href="https://x.example/a&#13;&#10;b&Tab;c&NewLine;d&#x9;">x</a>`, want: `<a href="[[click:https://x.example/abcd]]">x</a>`, n: 1},
+	{name: "one-digit tab reference without ';' removed", in: `<a href="https://x.example/a&#9b">x</a>`, want: `<a href="[[click:https://x.example/ab]]">x</a>`, n: 1},
 	{name: "folded with a leading space keeps the space", in: "<a href=\"https://x.example/a\r\n b\">x</a>", want: `<a href="[[click:https://x.example/a b]]">x</a>`, n: 1},
 	{name: "line break before the host's end", in: "<a href=\"https://x.example\r\n/p\">x</a>", want: `<a href="[[click:https://x.example/p]]">x</a>`, n: 1},
 	{name: "several links", in: `<p><a href="https://a.example/">a</a> <a href="https://b.example/">b</a></p>`, want: `<p><a href="[[click:https://a.example/]]">a</a> <a href="[[click:https://b.example/]]">b</a></p>`, n: 2},

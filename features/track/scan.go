@@ -718,8 +718,12 @@ func attrEntity(s string) (string, int) {
 		}
 		if i < len(s) && s[i] == ';' {
 			i++
+			return html.UnescapeString(s[:i]), i
 		}
-		return html.UnescapeString(s[:i]), i
+		// html.UnescapeString leaves a one-digit decimal reference without
+		// ';' ("&#9x") as it is; x/net/html decodes it. With the ';' added
+		// they agree on every numeric reference.
+		return html.UnescapeString(s[:i] + ";"), i
 	}
 	for i < len(s) && (isLetter(s[i]) || '0' <= s[i] && s[i] <= '9') {
 		i++

@@ -108,6 +108,7 @@ func TestScannerMatchesXNetHTML(t *testing.T) {
 		"<a", "<a ", "<a href", `<a href="x`, `<a href='x'`, "<a href=x", "<a href=x>", "<a/>", "<a/href=x>", "<a =x>", "<a ==x>", "<a x/y>",
 		`<a x = "1" y= '2' z =3 w>`, `<a HREF=1 href=2 Href=3>`, "<a x=>", "<a x= >", `<a x="a>b">`, "<A\tB\nC\fD\rE>",
 		"<a href=\"&amp;&lt&copy=1&copy;&notit;&notit&#x41;&#65&#xZ;&#;&fjlig;&semi;&nvlt;&\">",
+		"<a href=\"&#0A0&#9x&#9&#1;&#65&#x9&#xA;&#128&#55296&#x110000\">", "<a href=&#9>",
 		"<a x=\"\r\n\r\x00\">", "<a\x00 b\x00=c\x00>", "<a &amp>",
 		"<style>a</style>", "<style>a</styl</style>", "<STYLE>x</Style >y", "<style>x</style", "<style>x</", "<style></style>",
 		"<title>&amp;</title>", "<textarea><a href=x></textarea>", "<xmp><a></xmp>", "<plaintext><a href=x></plaintext>",
