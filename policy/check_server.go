@@ -262,7 +262,11 @@ func (c *checker) network(v string, rng hcl.Range) (netip.Prefix, bool) {
 		pfx = netip.PrefixFrom(a.Unmap(), pfx.Bits()-96)
 	}
 	if pfx.Bits() == 0 {
-		c.warnf(rng, "Open to everyone", "%q is every address: from anywhere, the web UI and the capture API show the mail of every login without a key.", v)
+		family := "IPv6"
+		if pfx.Addr().Is4() {
+			family = "IPv4"
+		}
+		c.warnf(rng, "Open to everyone", "%q is every %s address: from anywhere, the web UI and the capture API show the mail of every login without a key.", v, family)
 	}
 	return pfx, true
 }

@@ -82,13 +82,13 @@ const (
 	DefaultDataDir        = "./data"
 	DefaultHTTPAddress    = ":8025"
 
-	DefaultRelayMaxAge               = 5 * 24 * time.Hour
-	DefaultRelayConcurrency          = 20
-	DefaultRelayPerDomainConcurrency = 5
-	DefaultMXPort                    = 25
+	DefaultRelayMaxAge               = 5 * 24 * time.Hour // relay.max_age
+	DefaultRelayConcurrency          = 20                 // relay.concurrency
+	DefaultRelayPerDomainConcurrency = 5                  // relay.per_domain_concurrency
+	DefaultMXPort                    = 25                 // relay.port, with mx = true
 
-	DefaultMaxScheduleAhead = 30 * 24 * time.Hour
-	DefaultWebhookMaxAge    = 24 * time.Hour
+	DefaultMaxScheduleAhead = 30 * 24 * time.Hour // server.max_schedule_ahead
+	DefaultWebhookMaxAge    = 24 * time.Hour      // webhook.max_age
 )
 
 // ErrBadCredentials is returned by Authenticate for an unknown user name or a
