@@ -12,9 +12,12 @@
 //		})
 //	}
 //
-// The suite checks the contract written on store.Store: durable Accept with
-// increasing Seq, the capture index, byte-exact round trips, scope isolation
-// through every method, paging, deletion, concurrency and reopening.
+// The suite checks the contract written on store.Store and the interfaces it
+// embeds: durable Accept with increasing Seq, the capture index, byte-exact
+// round trips, scope isolation through every method, paging, deletion,
+// concurrency and reopening; events and their Seq order; relay deliveries,
+// leases and attempts; webhook fan-out, jobs and history; capture search,
+// inbox listings, read marks and retention.
 package storetest
 
 import (
@@ -68,6 +71,36 @@ func Run(t *testing.T, open Opener) {
 		{"ReadWhileWriting", testReadWhileWriting},
 		{"ReopenKeepsEverything", testReopen},
 		{"CloseDrainsPendingAccepts", testCloseDrains},
+		{"NewFieldsRoundTrip", testNewFields},
+
+		// EventStore
+		{"AcceptCommitsEvents", testAcceptEvents},
+		{"AddEvents", testAddEvents},
+		{"AddEventsUnknownMessageAddsNothing", testAddEventsNotFound},
+		{"EventsScopeIsolation", testEventsScope},
+		{"EventsPagingAndLimits", testEventsPaging},
+		{"EventSeqFollowsCommitOrder", testEventsTail},
+		{"EventBySeq", testEventBySeq},
+		{"EventSeqNeverReused", testEventSeqNeverReused},
+
+		// Queue
+		{"ClaimDeliveries", testClaimDeliveries},
+		{"ClaimDeliveriesConcurrently", testClaimConcurrently},
+		{"CompleteAttempt", testCompleteAttempt},
+		{"ReleaseDeliveries", testReleaseDeliveries},
+		{"RetryAndCancel", testRetryAndCancel},
+		{"DeliveriesQuery", testDeliveriesQuery},
+
+		// Webhooks
+		{"EnqueueWebhookJobs", testEnqueueWebhookJobs},
+		{"WebhookJobLifecycle", testWebhookJobLifecycle},
+
+		// Capture
+		{"Search", testSearch},
+		{"InboxesAndCount", testInboxesAndCount},
+		{"SetRead", testSetRead},
+		{"DeleteInbox", testDeleteInbox},
+		{"Prune", testPrune},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,7 +164,7 @@ func (h *harness) message(login, route string, rcpts ...string) *store.Message {
 	if err != nil {
 		h.t.Fatalf("summary.Parse: %v", err)
 	}
-	return &store.Message{
+	m := &store.Message{
 		ID:         id,
 		Login:      login,
 		Route:      route,
@@ -145,7 +178,24 @@ func (h *harness) message(login, route string, rcpts ...string) *store.Message {
 		Raw:        raw,
 		Summary:    sum,
 		Tags:       []string{"t" + fmt.Sprint(h.n%3), "welcome"},
+		Text:       fmt.Sprintf("Hello n°%d, see https://app.example/m/%d", h.n, h.n),
 	}
+	// The other fields vary so that both their presence and their absence
+	// round-trip through every test.
+	if h.n%2 == 1 {
+		m.Metadata = map[string]string{"user_id": fmt.Sprint(h.n), "plan": "pro"}
+	} else {
+		m.Processing = store.Processing{
+			Features:   map[string]bool{"trackclicks": true, "inlinecss": false},
+			Directives: []store.DirectiveRecord{{Header: "X-Smtpgate-Track", Value: "clicks", Directive: "trackclicks", Outcome: "applied"}},
+			Stats:      map[string]int{"links_tracked": 1, "pixels_added": 0},
+			Notes:      []string{"inlinecss: no <style> element"},
+		}
+	}
+	if h.n%3 == 0 {
+		m.ReturnPath = "b+" + id + "@bounce.example"
+	}
+	return m
 }
 
 // accept commits msg and fails the test on error.
@@ -212,15 +262,25 @@ func sameMessage(got, want *store.Message, withBody bool) error {
 	check("Size", got.Size, want.Size)
 	check("Summary", normSummary(got.Summary), normSummary(want.Summary))
 	check("Tags", normStrings(got.Tags), normStrings(want.Tags))
+	check("ReturnPath", got.ReturnPath, want.ReturnPath)
+	check("Metadata", normMap(got.Metadata), normMap(want.Metadata))
+	check("Processing", normProcessing(got.Processing), normProcessing(want.Processing))
+	if !got.SendAt.Equal(want.SendAt) || !got.SendAt.IsZero() && got.SendAt.Location() != time.UTC {
+		errs = append(errs, fmt.Errorf("SendAt: got %v, want %v (UTC)", got.SendAt, want.SendAt))
+	}
+	if got.Events != nil || got.Deliveries != nil {
+		errs = append(errs, errors.New("a read must not fill in Events or Deliveries"))
+	}
 	if withBody {
+		check("Text", got.Text, want.Text)
 		if !bytes.Equal(got.Raw, want.Raw) {
 			errs = append(errs, fmt.Errorf("Raw differs: got %d bytes, want %d", len(got.Raw), len(want.Raw)))
 		}
 		if !bytes.Equal(got.Original, want.Original) || (got.Original == nil) != (len(want.Original) == 0) {
 			errs = append(errs, fmt.Errorf("Original differs: got %d bytes (nil %v), want %d", len(got.Original), got.Original == nil, len(want.Original)))
 		}
-	} else if got.Raw != nil || got.Original != nil {
-		errs = append(errs, errors.New("a listing must not carry Raw or Original"))
+	} else if got.Raw != nil || got.Original != nil || got.Text != "" {
+		errs = append(errs, errors.New("a listing must not carry Raw, Original or Text"))
 	}
 	return errors.Join(errs...)
 }
@@ -231,6 +291,24 @@ func normStrings(s []string) []string {
 		return nil
 	}
 	return s
+}
+
+// normMap treats nil and empty maps alike.
+func normMap[K comparable, V any](m map[K]V) map[K]V {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// normProcessing treats nil and empty maps and lists alike.
+func normProcessing(p store.Processing) store.Processing {
+	p.Features, p.Stats = normMap(p.Features), normMap(p.Stats)
+	if len(p.Directives) == 0 {
+		p.Directives = nil
+	}
+	p.Notes = normStrings(p.Notes)
+	return p
 }
 
 // normSummary treats nil and empty lists alike and compares dates by instant.

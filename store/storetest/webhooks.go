@@ -1,0 +1,143 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/smtpgate/smtpgate/store"
+)
+
+func webhooksOf(t *testing.T, h *harness) store.Webhooks {
+	w, ok := h.st.(store.Webhooks)
+	if !ok {
+		t.Skip("backend does not implement store.Webhooks")
+	}
+	return w
+}
+
+// withEvents accepts a captured message of login with one event of each
+// type and returns the events.
+func (h *harness) withEvents(login string, types ...string) []*store.Event {
+	h.t.Helper()
+	m := h.message(login, store.RouteCapture, "hook@example.org")
+	for _, typ := range types {
+		m.Events = append(m.Events, &store.Event{Type: typ, Recipient: "hook@example.org", Time: ms(time.Now())})
+	}
+	h.accept(m)
+	return m.Events
+}
+
+func jobEvents(jobs []*store.WebhookJob) []int64 {
+	out := []int64{}
+	for _, j := range jobs {
+		out = append(out, j.EventSeq)
+	}
+	return out
+}
+
+func testEnqueueWebhookJobs(t *testing.T, h *harness) {
+	w := webhooksOf(t, h)
+	ctx := context.Background()
+	now := ms(time.Now())
+	first := h.withEvents("alpha", store.EventCaptured, store.EventDirective, store.EventCaptured)
+	n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, 100, now)
+	if err != nil || n != 3 {
+		t.Fatalf("first enqueue consumed %d (%v), want 3", n, err)
+	}
+	if n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, 100, now); err != nil || n != 0 {
+		t.Errorf("second enqueue consumed %d (%v), want 0", n, err)
+	}
+	second := h.withEvents("beta", store.EventCaptured, store.EventCaptured, store.EventCaptured)
+	if n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, 2, now); err != nil || n != 2 {
+		t.Errorf("limit 2 consumed %d (%v)", n, err)
+	}
+	if n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, 100, now); err != nil || n != 1 {
+		t.Errorf("the rest: consumed %d (%v), want 1", n, err)
+	}
+	jobs, err := w.WebhookJobs(ctx, "events", all, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{second[2].Seq, second[1].Seq, second[0].Seq, first[2].Seq, first[0].Seq}
+	if got := jobEvents(jobs); !reflect.DeepEqual(got, want) {
+		t.Errorf("jobs (newest first) for events %v, want %v", got, want)
+	}
+	for _, j := range jobs {
+		if j.Webhook != "events" || j.State != "queued" || j.Attempts != 0 || j.ID <= 0 || !j.NextAttempt.Equal(now) {
+			t.Errorf("new job %+v", j)
+		}
+	}
+	if got, _ := w.WebhookJobs(ctx, "events", scopeOf("alpha"), 0); !reflect.DeepEqual(jobEvents(got), []int64{first[2].Seq, first[0].Seq}) {
+		t.Errorf("alpha's jobs %v", jobEvents(got))
+	}
+	if got, _ := w.WebhookJobs(ctx, "events", store.Scope{}, 0); len(got) != 0 {
+		t.Errorf("zero scope sees %d jobs", len(got))
+	}
+	// Another webhook has its own cursor; no types means every type.
+	if n, err := w.EnqueueWebhookJobs(ctx, "audit", nil, 100, now); err != nil || n != 6 {
+		t.Errorf("second webhook consumed %d (%v), want 6", n, err)
+	}
+	if got, _ := w.WebhookJobs(ctx, "audit", all, 0); len(got) != 6 {
+		t.Errorf("audit has %d jobs, want 6", len(got))
+	}
+	// Event gives the payload source.
+	e, err := w.Event(ctx, first[1].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sameEvent(e, first[1]); err != nil {
+		t.Error(err)
+	}
+	if _, err := w.Event(ctx, 1<<40); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Event(unknown): %v, want ErrNotFound", err)
+	}
+}
+
+func testWebhookJobLifecycle(t *testing.T, h *harness) {
+	w := webhooksOf(t, h)
+	ctx := context.Background()
+	now := ms(time.Now())
+	h.withEvents("alpha", store.EventCaptured, store.EventCaptured)
+	if _, err := w.EnqueueWebhookJobs(ctx, "events", nil, 100, now); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := w.ClaimWebhookJobs(ctx, "sender-a", now, 1, time.Minute)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("claim: %v (%v)", jobEvents(jobs), err)
+	}
+	j := jobs[0]
+	other, err := w.ClaimWebhookJobs(ctx, "sender-b", now, 10, time.Minute)
+	if err != nil || len(other) != 1 || other[0].ID == j.ID {
+		t.Fatalf("second claim: %v (%v), want the other job only", jobEvents(other), err)
+	}
+	if err := w.CompleteWebhookJob(ctx, j.ID, "sender-b", "sent", 200, "", time.Time{}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("completing another sender's job: %v, want ErrLeaseLost", err)
+	}
+	next := now.Add(time.Minute)
+	if err := w.CompleteWebhookJob(ctx, j.ID, "sender-a", "deferred", 503, "service unavailable", next); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := w.ClaimWebhookJobs(ctx, "sender-c", next.Add(-time.Second), 10, time.Minute); len(got) != 0 {
+		t.Errorf("a deferred job was claimed before its time: %v", jobEvents(got))
+	}
+	again, err := w.ClaimWebhookJobs(ctx, "sender-c", next, 10, time.Minute)
+	if err != nil || len(again) != 1 || again[0].ID != j.ID || again[0].Attempts != 1 || again[0].LastStatus != 503 ||
+		again[0].LastError != "service unavailable" || again[0].State != "deferred" {
+		t.Fatalf("claim at next: %+v (%v)", again, err)
+	}
+	if err := w.CompleteWebhookJob(ctx, j.ID, "sender-c", "sent", 204, "", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := w.ClaimWebhookJobs(ctx, "sender-d", next.Add(time.Hour), 10, time.Minute); len(got) != 1 || got[0].ID == j.ID {
+		t.Errorf("after sending: claimable %v, want only the other job (its lease expired)", jobEvents(got))
+	}
+	list, _ := w.WebhookJobs(ctx, "events", all, 10)
+	for _, x := range list {
+		if x.ID == j.ID && (x.State != "sent" || x.Attempts != 2 || x.LastStatus != 204) {
+			t.Errorf("sent job: %+v", x)
+		}
+	}
+}
