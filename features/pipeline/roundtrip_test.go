@@ -250,6 +250,14 @@ func (r *redeemer) click(u, want string, tc testCase) {
 	r.checkEvent(track.EventClicked, want, tc)
 }
 
+// browserURL is the URL a browser opens for an href: WHATWG URL parsing
+// first strips leading and trailing C0 controls and spaces, then removes
+// every ASCII tab and newline (CR, LF) from the input.
+func browserURL(href string) string {
+	href = strings.TrimFunc(href, func(r rune) bool { return r <= ' ' })
+	return strings.NewReplacer("\t", "", "\n", "", "\r", "").Replace(href)
+}
+
 // iriToURI percent-encodes the non-ASCII bytes of a URL (RFC 3987 §3.1), the
 // only change an HTTP Location may make to the URL written in the mail.
 func iriToURI(s string) string {
@@ -478,7 +486,7 @@ func checkHTML(t *testing.T, r *redeemer, tc testCase, in, got *leaf) int {
 			continue
 		}
 		n++
-		r.click(h, strings.TrimSpace(html.UnescapeString(inHrefs[i])), tc)
+		r.click(h, browserURL(html.UnescapeString(inHrefs[i])), tc)
 	}
 	switch extra := len(outImgs) - len(inImgs); extra {
 	case 0:
