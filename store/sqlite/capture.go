@@ -197,7 +197,7 @@ func (db *DB) Inboxes(ctx context.Context, scope store.Scope, login string, limi
 		where = append(where, `i.login = ?`)
 		args = append(args, login)
 	}
-	query := `SELECT i.inbox, COUNT(*), SUM(i.read = 0), MAX(i.seq) FROM inbox i`
+	query := `SELECT i.inbox AS inbox, COUNT(*) AS n, SUM(i.read = 0) AS unread, MAX(i.seq) AS last FROM inbox i`
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, " AND ")
 	}

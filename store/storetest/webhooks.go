@@ -109,7 +109,7 @@ func testWebhookJobLifecycle(t *testing.T, h *harness) {
 		t.Fatalf("claim: %v (%v)", jobEvents(jobs), err)
 	}
 	j := jobs[0]
-	other, err := w.ClaimWebhookJobs(ctx, "sender-b", now, 10, time.Minute)
+	other, err := w.ClaimWebhookJobs(ctx, "sender-b", now, 10, time.Hour)
 	if err != nil || len(other) != 1 || other[0].ID == j.ID {
 		t.Fatalf("second claim: %v (%v), want the other job only", jobEvents(other), err)
 	}
