@@ -76,10 +76,13 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 			Message: "Login is no longer allowed to send"}
 	}
+	var relay *policy.Relay
 	if plan.Route != store.RouteCapture {
-		io.Copy(io.Discard, body) //nolint:errcheck
-		return "", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 3, 0},
-			Message: fmt.Sprintf("Route %q cannot deliver: relay delivery is not available in this build", plan.Route)}
+		if relay = cfg.Policy.Relays[plan.Route]; relay == nil {
+			io.Copy(io.Discard, body) //nolint:errcheck
+			return "", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 5},
+				Message: fmt.Sprintf("Route %q is not configured", plan.Route)}
+		}
 	}
 
 	received := env.Received
@@ -142,7 +145,14 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 	if out.MailFrom != env.MailFrom {
 		msg.ReturnPath = out.MailFrom
 	}
-	msg.Events = events(msg, out, received.UTC())
+	now := received.UTC()
+	if relay != nil {
+		if err := schedule(msg, cfg.Policy.Server.MaxScheduleAhead, now); err != nil {
+			return "", err
+		}
+		msg.Deliveries = deliveries(msg, relay, now)
+	}
+	msg.Events = events(msg, out, now, cfg.Policy.Server.CaptureSimulateSent)
 	for _, r := range out.Directives.Records {
 		if r.Outcome != directives.Applied {
 			g.log.Info("directive not applied", zap.String("id", id), zap.String("login", login),
@@ -177,13 +187,24 @@ func processing(out *pipeline.Output) store.Processing {
 	return p
 }
 
-// events are committed with the message: one captured event per recipient,
-// and one event per directive that was not applied (refused, malformed,
-// ignored), so the message's event log says why.
-func events(msg *store.Message, out *pipeline.Output, t time.Time) []*store.Event {
+// events are committed with the message: one captured (or queued) event per
+// recipient, a simulated sent event per recipient when the policy asks for
+// it in capture mode, and one event per directive that was not applied
+// (refused, malformed, ignored), so the message's event log says why.
+func events(msg *store.Message, out *pipeline.Output, t time.Time, simulateSent bool) []*store.Event {
 	var evs []*store.Event
+	typ := store.EventCaptured
+	if msg.Route != store.RouteCapture {
+		typ = store.EventQueued
+	}
 	for _, r := range store.Inboxes(msg.Recipients) {
-		evs = append(evs, &store.Event{Type: store.EventCaptured, Recipient: r, Time: t})
+		evs = append(evs, &store.Event{Type: typ, Recipient: r, Time: t})
+	}
+	if simulateSent && msg.Route == store.RouteCapture {
+		for _, r := range store.Inboxes(msg.Recipients) {
+			evs = append(evs, &store.Event{Type: store.EventSent, Recipient: r, Time: t,
+				Reply: "250 2.0.0 captured (simulated delivery)", Detail: "capture mode"})
+		}
 	}
 	for _, r := range out.Directives.Records {
 		if r.Outcome == directives.Applied {
@@ -248,4 +269,53 @@ func remoteIP(a net.Addr) string {
 		return a.String()
 	}
 	return host
+}
+
+// schedule checks the message's send-at time: a time in the past sends now,
+// one further ahead than the policy allows is refused.
+func schedule(msg *store.Message, maxAhead time.Duration, now time.Time) error {
+	if msg.SendAt.IsZero() {
+		return nil
+	}
+	if !msg.SendAt.After(now) {
+		msg.SendAt = time.Time{}
+		return nil
+	}
+	if maxAhead > 0 && msg.SendAt.After(now.Add(maxAhead)) {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 3, 0},
+			Message: fmt.Sprintf("Send-at %s is more than %s ahead (max_schedule_ahead)", msg.SendAt.UTC().Format(time.RFC3339), maxAhead)}
+	}
+	return nil
+}
+
+// deliveries splits a relayed message into delivery jobs: one per
+// destination domain for direct MX, one for all recipients through a
+// smarthost. Each recipient keeps its position in the envelope (the VERP
+// recipient index).
+func deliveries(msg *store.Message, relay *policy.Relay, now time.Time) []*store.Delivery {
+	maxAge := relay.MaxAge
+	if maxAge <= 0 {
+		maxAge = policy.DefaultRelayMaxAge
+	}
+	due := now
+	if !msg.SendAt.IsZero() {
+		due = msg.SendAt
+	}
+	var out []*store.Delivery
+	byDomain := map[string]*store.Delivery{}
+	for i, rcpt := range msg.Recipients {
+		domain := ""
+		if relay.MX {
+			domain = strings.ToLower(rcpt[strings.LastIndexByte(rcpt, '@')+1:])
+		}
+		d := byDomain[domain]
+		if d == nil {
+			d = &store.Delivery{Route: relay.Name, Domain: domain, State: store.DeliveryQueued,
+				NextAttempt: due, Expires: due.Add(maxAge)}
+			byDomain[domain] = d
+			out = append(out, d)
+		}
+		d.Recipients = append(d.Recipients, store.RecipientDelivery{Address: rcpt, Index: i, State: store.RecipientPending})
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"regexp"
 	"strings"
@@ -35,6 +36,10 @@ server {
 relay "upstream" {
   address = "127.0.0.1:2525"
   tls     = "none"
+  max_age = "2d"
+}
+relay "direct" {
+  mx = true
 }
 credential "app" {
   password_hash = "$2a$04$abcdefghijklmnopqrstuu1i5s6mBUdFp.6fQ3cO0.fXSDe2T6P6q"
@@ -43,6 +48,10 @@ credential "app" {
 credential "relayed" {
   password_hash = "$2a$04$abcdefghijklmnopqrstuu1i5s6mBUdFp.6fQ3cO0.fXSDe2T6P6q"
   route         = "upstream"
+}
+credential "mx" {
+  password_hash = "$2a$04$abcdefghijklmnopqrstuu1i5s6mBUdFp.6fQ3cO0.fXSDe2T6P6q"
+  route         = "direct"
 }
 `
 
@@ -55,9 +64,15 @@ type login string
 func (l login) Name() string              { return string(l) }
 func (l login) SenderAllowed(string) bool { return true }
 
-type notified struct{ ids []string }
+type notified struct {
+	ids  []string
+	msgs []*store.Message
+}
 
-func (n *notified) Committed(m *store.Message) { n.ids = append(n.ids, m.ID) }
+func (n *notified) Committed(m *store.Message) {
+	n.ids = append(n.ids, m.ID)
+	n.msgs = append(n.msgs, m)
+}
 
 func setup(t *testing.T) (*Gateway, *sqlite.DB, *notified) {
 	return setupPolicy(t, testPolicy, pipeline.Pipeline{})
@@ -143,8 +158,7 @@ func TestHandleRefusals(t *testing.T) {
 		code  int
 		enh   smtp.EnhancedCode
 	}{
-		{"relayed", 554, smtp.EnhancedCode{5, 3, 0}}, // relay delivery arrives with the relay milestone
-		{"gone", 550, smtp.EnhancedCode{5, 7, 1}},    // authenticated under an older policy
+		{"gone", 550, smtp.EnhancedCode{5, 7, 1}}, // authenticated under an older policy
 	} {
 		_, err := g.Handle(context.Background(), envelope(tc.login), strings.NewReader(body))
 		var se *smtp.SMTPError
@@ -250,5 +264,85 @@ func TestHandleRejectsMalformedDirective(t *testing.T) {
 	}
 	if len(n.ids) != 0 {
 		t.Fatal("a refused message was committed")
+	}
+}
+
+func TestHandleRelayCreatesDeliveries(t *testing.T) {
+	g, _, n := setup(t)
+	now := g.now()
+	for _, tc := range []struct {
+		login   string
+		rcpts   []string
+		domains []string // one delivery per entry
+		idx     [][]int
+		maxAge  time.Duration
+	}{
+		{"relayed", []string{"a@x.test", "b@y.test", "c@x.test"}, []string{""}, [][]int{{0, 1, 2}}, 48 * time.Hour},
+		{"mx", []string{"a@x.test", "b@Y.test", "c@x.test"}, []string{"x.test", "y.test"}, [][]int{{0, 2}, {1}}, policy.DefaultRelayMaxAge},
+	} {
+		env := envelope(tc.login)
+		env.Recipients = tc.rcpts
+		if _, err := g.Handle(context.Background(), env, strings.NewReader(body)); err != nil {
+			t.Fatalf("%s: %v", tc.login, err)
+		}
+		m := n.msgs[len(n.msgs)-1]
+		if len(m.Deliveries) != len(tc.domains) {
+			t.Fatalf("%s: %d deliveries, want %d", tc.login, len(m.Deliveries), len(tc.domains))
+		}
+		for i, d := range m.Deliveries {
+			if d.Domain != tc.domains[i] || d.State != store.DeliveryQueued || !d.NextAttempt.Equal(now) || !d.Expires.Equal(now.Add(tc.maxAge)) {
+				t.Errorf("%s delivery %d: %+v", tc.login, i, d)
+			}
+			var got []int
+			for _, r := range d.Recipients {
+				got = append(got, r.Index)
+				if r.State != store.RecipientPending || r.Address != tc.rcpts[r.Index] {
+					t.Errorf("%s: recipient %+v", tc.login, r)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.idx[i]) {
+				t.Errorf("%s delivery %d: recipient indexes %v, want %v", tc.login, i, got, tc.idx[i])
+			}
+		}
+		queued := 0
+		for _, e := range m.Events {
+			if e.Type == store.EventQueued {
+				queued++
+			}
+		}
+		if queued != len(tc.rcpts) {
+			t.Errorf("%s: %d queued events, want %d", tc.login, queued, len(tc.rcpts))
+		}
+	}
+}
+
+func TestHandleSendAt(t *testing.T) {
+	g, _, n := setup(t)
+	now := g.now()
+	msgWith := func(at time.Time) string {
+		return "X-Smtpgate-Send-At: " + at.Format(time.RFC3339) + "\r\n" + body
+	}
+	// In the future within the limit: held until then.
+	if _, err := g.Handle(context.Background(), envelope("relayed"), strings.NewReader(msgWith(now.Add(2*time.Hour)))); err != nil {
+		t.Fatal(err)
+	}
+	if d := n.msgs[0].Deliveries[0]; !d.NextAttempt.Equal(now.Add(2 * time.Hour)) {
+		t.Fatalf("next attempt %v, want send-at", d.NextAttempt)
+	}
+	// In the past: now.
+	if _, err := g.Handle(context.Background(), envelope("relayed"), strings.NewReader(msgWith(now.Add(-time.Hour)))); err != nil {
+		t.Fatal(err)
+	}
+	if d := n.msgs[1].Deliveries[0]; !d.NextAttempt.Equal(now) {
+		t.Fatalf("next attempt %v, want now", d.NextAttempt)
+	}
+	// Beyond max_schedule_ahead (default 30 days): refused.
+	_, err := g.Handle(context.Background(), envelope("relayed"), strings.NewReader(msgWith(now.Add(31*24*time.Hour))))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 554 || !strings.Contains(se.Message, "max_schedule_ahead") {
+		t.Fatalf("err = %v, want 554 naming max_schedule_ahead", err)
+	}
+	if len(n.msgs) != 2 {
+		t.Fatal("the refused message was committed")
 	}
 }
