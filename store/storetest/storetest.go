@@ -122,7 +122,8 @@ type harness struct {
 	open Opener
 	dir  string
 	st   store.Store
-	n    int // messages made so far, for distinct content
+	mu   sync.Mutex // guards n: tests make messages from several goroutines
+	n    int        // messages made so far, for distinct content
 }
 
 // reopen closes the current store (if any) and opens the same directory.
@@ -149,7 +150,10 @@ func scopeOf(logins ...string) store.Scope { return store.Scope{Logins: logins} 
 // summary parsed from its raw bytes.
 func (h *harness) message(login, route string, rcpts ...string) *store.Message {
 	h.t.Helper()
+	h.mu.Lock()
 	h.n++
+	n := h.n
+	h.mu.Unlock()
 	now := time.Now().UTC()
 	id := store.NewID(now)
 	to := strings.Join(rcpts, ", ")
@@ -159,7 +163,7 @@ func (h *harness) message(login, route string, rcpts ...string) *store.Message {
 	raw := []byte(fmt.Sprintf("From: App <app@%s.example>\r\nTo: %s\r\nSubject: =?utf-8?q?Message_=E2=84=96%d?=\r\n"+
 		"Date: %s\r\nMessage-ID: <%s@smtpgate.test>\r\nMIME-Version: 1.0\r\n"+
 		"Content-Type: text/plain; charset=utf-8\r\n\r\nHello n°%d, see https://app.example/m/%d\r\n",
-		login, to, h.n, now.Format(time.RFC1123Z), id, h.n, h.n))
+		login, to, n, now.Format(time.RFC1123Z), id, n, n))
 	sum, err := summary.Parse(raw)
 	if err != nil {
 		h.t.Fatalf("summary.Parse: %v", err)
@@ -170,20 +174,20 @@ func (h *harness) message(login, route string, rcpts ...string) *store.Message {
 		Route:      route,
 		MailFrom:   "bounce+" + id + "@" + login + ".example",
 		Recipients: rcpts,
-		RemoteIP:   fmt.Sprintf("192.0.2.%d", h.n%250+1),
-		Helo:       "client" + fmt.Sprint(h.n) + ".example",
-		TLS:        h.n%2 == 0,
+		RemoteIP:   fmt.Sprintf("192.0.2.%d", n%250+1),
+		Helo:       "client" + fmt.Sprint(n) + ".example",
+		TLS:        n%2 == 0,
 		Received:   now.Truncate(time.Millisecond),
 		Size:       int64(len(raw)),
 		Raw:        raw,
 		Summary:    sum,
-		Tags:       []string{"t" + fmt.Sprint(h.n%3), "welcome"},
-		Text:       fmt.Sprintf("Hello n°%d, see https://app.example/m/%d", h.n, h.n),
+		Tags:       []string{"t" + fmt.Sprint(n%3), "welcome"},
+		Text:       fmt.Sprintf("Hello n°%d, see https://app.example/m/%d", n, n),
 	}
 	// The other fields vary so that both their presence and their absence
 	// round-trip through every test.
-	if h.n%2 == 1 {
-		m.Metadata = map[string]string{"user_id": fmt.Sprint(h.n), "plan": "pro"}
+	if n%2 == 1 {
+		m.Metadata = map[string]string{"user_id": fmt.Sprint(n), "plan": "pro"}
 	} else {
 		m.Processing = store.Processing{
 			Features:   map[string]bool{"trackclicks": true, "inlinecss": false},
@@ -192,7 +196,7 @@ func (h *harness) message(login, route string, rcpts ...string) *store.Message {
 			Notes:      []string{"inlinecss: no <style> element"},
 		}
 	}
-	if h.n%3 == 0 {
+	if n%3 == 0 {
 		m.ReturnPath = "b+" + id + "@bounce.example"
 	}
 	return m
