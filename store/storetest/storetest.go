@@ -102,6 +102,7 @@ func Run(t *testing.T, open Opener) {
 		{"DeleteInbox", testDeleteInbox},
 		{"Prune", testPrune},
 	}
+	tests = append(tests, contractTests()...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &harness{t: t, open: open, dir: t.TempDir()}
