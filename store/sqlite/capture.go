@@ -57,6 +57,9 @@ AND NOT EXISTS (SELECT 1 FROM inbox WHERE seq = ?)`, seq, store.RouteCapture, se
 
 var _ store.Capture = (*DB)(nil)
 
+// defaultPruneBatch is the batch of Prune when the caller gives none.
+const defaultPruneBatch = 1000
+
 // Listing limits of store.SearchQuery.
 const (
 	defaultSearchLimit = 50
@@ -321,8 +324,11 @@ WHERE m.id = ?`, inbox, id).Scan(&seq, &login)
 // MaxAge, or beyond the newest MaxCount), oldest first, at most batch per
 // call, and returns how many. Relayed messages are never touched.
 func (db *DB) Prune(ctx context.Context, r store.Retention, now time.Time, batch int) (int, error) {
-	if batch <= 0 || r.MaxCount <= 0 && r.MaxAge <= 0 {
+	if r.MaxCount <= 0 && r.MaxAge <= 0 {
 		return 0, nil
+	}
+	if batch <= 0 {
+		batch = defaultPruneBatch
 	}
 	var n int
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {

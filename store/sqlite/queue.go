@@ -126,9 +126,12 @@ func holdsLease(ctx context.Context, tx *sql.Tx, table string, id int64, owner s
 // events appended (their MessageID and Login set from the delivery). It
 // returns store.ErrLeaseLost if another owner holds the delivery now.
 func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o store.Outcome) error {
-	recipients, err := json.Marshal(recipientsOrEmpty(o.Recipients))
-	if err != nil {
-		return fmt.Errorf("sqlite: complete attempt %d: %w", id, err)
+	var recipients []byte // nil: unchanged
+	if o.Recipients != nil {
+		var err error
+		if recipients, err = json.Marshal(o.Recipients); err != nil {
+			return fmt.Errorf("sqlite: complete attempt %d: %w", id, err)
+		}
 	}
 	for _, e := range o.Events {
 		if e == nil {
@@ -137,7 +140,7 @@ func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o sto
 	}
 	seqs := make([]int64, len(o.Events))
 	var messageID, login string
-	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := holdsLease(ctx, tx, "deliveries", id, owner); err != nil {
 			return err
 		}
@@ -159,7 +162,7 @@ func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o sto
 		if o.State == store.DeliveryDeferred || !o.NextAttempt.IsZero() {
 			next = unixNano(o.NextAttempt)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET recipients = ?, state = ?, attempts = ?, next_attempt = ?,
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET recipients = COALESCE(?, recipients), state = ?, attempts = ?, next_attempt = ?,
 last_reply = ?, updated = ?, lease_owner = '', lease_until = 0 WHERE id = ?`,
 			recipients, o.State, attempts+1, next, o.Attempt.Reply, unixNano(at), id); err != nil {
 			return err
@@ -328,6 +331,16 @@ func (db *DB) CancelDelivery(ctx context.Context, id int64, scope store.Scope, n
 		d, messageSeq, err := pendingDelivery(ctx, tx, id, scope)
 		if err != nil {
 			return err
+		}
+		// An attempt in flight decides the recipients' fate: its outcome
+		// must not be dropped, so the cancel waits for it.
+		var inFlight bool
+		if err := tx.QueryRowContext(ctx, `SELECT lease_owner != '' AND lease_until > ? FROM deliveries WHERE id = ?`,
+			unixNano(now), id).Scan(&inFlight); err != nil {
+			return err
+		}
+		if inFlight {
+			return store.ErrState
 		}
 		ins := tx.StmtContext(ctx, db.stmts[insertEvent])
 		for i, r := range d.Recipients {

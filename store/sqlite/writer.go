@@ -57,8 +57,8 @@ type row struct {
 	raw, original                                                []byte
 	inboxes                                                      []string // capture index entries
 	events                                                       []*store.Event
-	deliveries                                                   []*store.Delivery
-	deliveryRecipients                                           [][]byte // JSON of each delivery's Recipients
+	deliveries                                                   []*store.Delivery // copies with the defaults filled in
+	deliveryRecipients                                           [][]byte          // JSON of each delivery's Recipients
 	created                                                      time.Time
 
 	// Set by the writer for a successful commit.
@@ -88,9 +88,8 @@ func (db *DB) Accept(ctx context.Context, msg *store.Message) error {
 	for i, d := range msg.Deliveries {
 		d.ID, d.MessageID, d.Login = r.deliveryIDs[i], msg.ID, msg.Login
 		d.Created, d.Updated = r.created, r.created
-		if d.State == "" {
-			d.State = store.DeliveryQueued
-		}
+		c := r.deliveries[i]
+		d.State, d.NextAttempt, d.Recipients = c.State, c.NextAttempt, c.Recipients
 	}
 	return nil
 }
@@ -145,7 +144,7 @@ func encodeRow(msg *store.Message) (*row, error) {
 		remoteIP: msg.RemoteIP, helo: msg.Helo, tls: msg.TLS, returnPath: msg.ReturnPath,
 		received: msg.Received.UnixMilli(), size: msg.Size, sendAt: unixNano(msg.SendAt),
 		raw: msg.Raw, original: msg.Original, text: msg.Text,
-		events: msg.Events, deliveries: msg.Deliveries,
+		events:  msg.Events,
 		created: time.Now().UTC(),
 	}
 	if r.raw == nil {
@@ -180,10 +179,15 @@ func encodeRow(msg *store.Message) (*row, error) {
 		if d == nil {
 			return nil, fmt.Errorf("sqlite: accept %s: nil delivery", msg.ID)
 		}
-		b, err := json.Marshal(recipientsOrEmpty(d.Recipients))
+		c, err := newDelivery(msg, d)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(c.Recipients)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: accept %s: encode delivery recipients: %w", msg.ID, err)
 		}
+		r.deliveries = append(r.deliveries, c)
 		r.deliveryRecipients = append(r.deliveryRecipients, b)
 	}
 	if msg.Route == store.RouteCapture {
@@ -315,10 +319,14 @@ func (db *DB) run(batch []*request) ([]result, error) {
 	defer tx.Rollback() // a no-op after Commit
 	results := make([]result, len(batch))
 	seq := db.lastSeq
+	var st *txStatements
 	for i, r := range batch {
 		if r.row != nil {
+			if st == nil {
+				st = db.txStatements(ctx, tx)
+			}
 			seq++
-			if err := db.insertRow(ctx, tx, seq, r.row); err != nil {
+			if err := st.insertRow(ctx, seq, r.row); err != nil {
 				return nil, err
 			}
 			results[i].seq = seq
@@ -373,10 +381,26 @@ func writeStatements() []string {
 	return []string{insertMessage, insertBody, insertInbox, updateLastSeq, insertEvent, insertDelivery}
 }
 
+// txStatements are the writer's prepared statements bound to one
+// transaction.
+type txStatements struct {
+	message, body, inbox, event, delivery *sql.Stmt
+}
+
+func (db *DB) txStatements(ctx context.Context, tx *sql.Tx) *txStatements {
+	return &txStatements{
+		message:  tx.StmtContext(ctx, db.stmts[insertMessage]),
+		body:     tx.StmtContext(ctx, db.stmts[insertBody]),
+		inbox:    tx.StmtContext(ctx, db.stmts[insertInbox]),
+		event:    tx.StmtContext(ctx, db.stmts[insertEvent]),
+		delivery: tx.StmtContext(ctx, db.stmts[insertDelivery]),
+	}
+}
+
 // insertRow inserts one message, its body, its inbox entries, its events
 // and its deliveries.
-func (db *DB) insertRow(ctx context.Context, tx *sql.Tx, seq int64, r *row) error {
-	_, err := tx.StmtContext(ctx, db.stmts[insertMessage]).ExecContext(ctx, seq, r.id, r.login, r.route, r.mailFrom, r.recipients,
+func (st *txStatements) insertRow(ctx context.Context, seq int64, r *row) error {
+	_, err := st.message.ExecContext(ctx, seq, r.id, r.login, r.route, r.mailFrom, r.recipients,
 		r.remoteIP, r.helo, r.tls, r.received, r.size, r.summary, r.tags, r.returnPath, r.metadata, r.sendAt, r.processing)
 	if err != nil {
 		if isUniqueViolation(err) {
@@ -384,20 +408,19 @@ func (db *DB) insertRow(ctx context.Context, tx *sql.Tx, seq int64, r *row) erro
 		}
 		return fmt.Errorf("insert message: %w", err)
 	}
-	if _, err := tx.StmtContext(ctx, db.stmts[insertBody]).ExecContext(ctx, seq, r.raw, r.original, r.text); err != nil {
+	if _, err := st.body.ExecContext(ctx, seq, r.raw, r.original, r.text); err != nil {
 		return fmt.Errorf("insert body: %w", err)
 	}
 	if len(r.inboxes) > 0 {
-		ins := tx.StmtContext(ctx, db.stmts[insertInbox])
 		for _, inbox := range r.inboxes {
-			if _, err := ins.ExecContext(ctx, inbox, seq, r.id, r.login); err != nil {
+			if _, err := st.inbox.ExecContext(ctx, inbox, seq, r.id, r.login); err != nil {
 				return fmt.Errorf("insert inbox %s: %w", inbox, err)
 			}
 		}
 	}
 	r.eventSeqs = r.eventSeqs[:0]
 	for _, e := range r.events {
-		s, err := insertEventRow(ctx, tx.StmtContext(ctx, db.stmts[insertEvent]), seq, r.id, r.login, e)
+		s, err := insertEventRow(ctx, st.event, seq, r.id, r.login, e)
 		if err != nil {
 			return err
 		}
@@ -405,13 +428,9 @@ func (db *DB) insertRow(ctx context.Context, tx *sql.Tx, seq int64, r *row) erro
 	}
 	r.deliveryIDs = r.deliveryIDs[:0]
 	for i, d := range r.deliveries {
-		state := d.State
-		if state == "" {
-			state = store.DeliveryQueued
-		}
 		created := unixNano(r.created)
-		res, err := tx.StmtContext(ctx, db.stmts[insertDelivery]).ExecContext(ctx, seq, r.id, r.login, d.Route, d.Domain,
-			r.deliveryRecipients[i], state, d.Attempts, unixNano(d.NextAttempt), unixNano(d.Expires), d.LastReply, created, created)
+		res, err := st.delivery.ExecContext(ctx, seq, r.id, r.login, d.Route, d.Domain,
+			r.deliveryRecipients[i], d.State, d.Attempts, unixNano(d.NextAttempt), unixNano(d.Expires), d.LastReply, created, created)
 		if err != nil {
 			return fmt.Errorf("insert delivery: %w", err)
 		}
@@ -437,6 +456,33 @@ func insertEventRow(ctx context.Context, st *sql.Stmt, messageSeq int64, message
 		return 0, fmt.Errorf("insert event: %w", err)
 	}
 	return s, nil
+}
+
+// newDelivery copies a delivery of msg for Accept with the defaults filled
+// in: state queued, recipients pending, and due at the message's SendAt,
+// or at once.
+func newDelivery(msg *store.Message, d *store.Delivery) (*store.Delivery, error) {
+	c := *d
+	if c.State == "" {
+		c.State = store.DeliveryQueued
+	}
+	if c.State != store.DeliveryQueued && c.State != store.DeliveryDeferred {
+		return nil, fmt.Errorf("sqlite: accept %s: a new delivery cannot be %q", msg.ID, c.State)
+	}
+	if c.NextAttempt.IsZero() {
+		c.NextAttempt = msg.SendAt
+	}
+	if c.NextAttempt.IsZero() {
+		c.NextAttempt = msg.Received
+	}
+	c.Recipients = make([]store.RecipientDelivery, len(d.Recipients))
+	for i, rd := range d.Recipients {
+		if rd.State == "" {
+			rd.State = store.RecipientPending
+		}
+		c.Recipients[i] = rd
+	}
+	return &c, nil
 }
 
 func recipientsOrEmpty(r []store.RecipientDelivery) []store.RecipientDelivery {
