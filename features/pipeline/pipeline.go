@@ -272,7 +272,8 @@ func (w *walker) leaf(p *part, top bool) {
 }
 
 // html runs the HTML transforms in order: CSS inlining, click tracking, the
-// open pixel. It reports whether doc changed.
+// open pixel (with click tracking on, in RewriteHTML's pass; otherwise by
+// AddPixel). It reports whether doc changed.
 func (w *walker) html(p *part, doc []byte) ([]byte, bool) {
 	changed := false
 	if w.set.InlineCSS && w.p.Inliner != nil {
@@ -285,18 +286,30 @@ func (w *walker) html(p *part, doc []byte) ([]byte, bool) {
 			w.out.Stats.CSSInlined++
 		}
 	}
+	pixel := w.pixel == p
 	if w.set.TrackClicks && w.p.Tracker != nil {
-		out, n, err := w.p.Tracker.RewriteHTML(doc, w.opts)
-		switch {
-		case err != nil:
+		// In the main HTML body the pixel goes in during the same pass,
+		// byte for byte where AddPixel would put it.
+		o := w.opts
+		o.OpenPixel = pixel
+		out, n, err := w.p.Tracker.RewriteHTML(doc, o)
+		if err != nil {
+			// A misconfigured Rewriter, on which AddPixel adds nothing either.
 			w.note("%s: click tracking skipped: %v", p.label(), err)
-		case !bytes.Equal(out, doc):
-			// Opt-out attributes are removed even when no link is tracked.
+			return doc, changed
+		}
+		// Opt-out attributes are removed even when no link is tracked, and
+		// a pixel always changes the document.
+		if !bytes.Equal(out, doc) {
 			doc, changed = out, true
 			w.out.Stats.LinksTracked += n
 		}
+		if pixel {
+			w.out.Stats.PixelsAdded++
+		}
+		return doc, changed
 	}
-	if w.pixel == p {
+	if pixel {
 		if out := w.p.Tracker.AddPixel(doc, w.opts); !bytes.Equal(out, doc) {
 			doc, changed = out, true
 			w.out.Stats.PixelsAdded++
