@@ -191,15 +191,12 @@ func encodeRequest(msg *store.Message, now time.Time) (req *request, created tim
 		if d == nil {
 			return fail("deliveries", errors.New("nil delivery"))
 		}
+		deliveryDefaults(d, msg)
 		rcpts, err := json.Marshal(nonNilSlice(d.Recipients))
 		if err != nil {
 			return fail("delivery recipients", err)
 		}
-		state := d.State
-		if state == "" {
-			state = store.DeliveryQueued
-		}
-		dRoute[i], dDomain[i], dRcpts[i], dState[i], dReply[i] = clean(d.Route), clean(d.Domain), string(cleanJSON(rcpts)), clean(state), clean(d.LastReply)
+		dRoute[i], dDomain[i], dRcpts[i], dState[i], dReply[i] = clean(d.Route), clean(d.Domain), string(cleanJSON(rcpts)), clean(d.State), clean(d.LastReply)
 		dAttempts[i], dNext[i], dExpires[i] = int32(d.Attempts), d.NextAttempt, d.Expires
 	}
 
@@ -229,6 +226,26 @@ func encodeRequest(msg *store.Message, now time.Time) (req *request, created tim
 		},
 	}
 	return req, created, nil
+}
+
+// deliveryDefaults fills in what Accept defaults in a delivery of msg: an
+// empty State is queued, an empty recipient State pending, and a zero
+// NextAttempt is msg.SendAt, or msg.Received when that is zero too.
+func deliveryDefaults(d *store.Delivery, msg *store.Message) {
+	if d.State == "" {
+		d.State = store.DeliveryQueued
+	}
+	for i := range d.Recipients {
+		if d.Recipients[i].State == "" {
+			d.Recipients[i].State = store.RecipientPending
+		}
+	}
+	if d.NextAttempt.IsZero() {
+		d.NextAttempt = msg.SendAt
+		if d.NextAttempt.IsZero() {
+			d.NextAttempt = msg.Received
+		}
+	}
 }
 
 // fromText is what SearchQuery.From matches: the From addresses and names

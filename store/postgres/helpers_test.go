@@ -14,6 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/smtpgate/smtpgate/store"
+	"github.com/smtpgate/smtpgate/summary"
 )
 
 // defaultDSN is the server the tests use when SMTPGATE_PG_DSN is unset.
@@ -135,3 +138,48 @@ func openTestOpts(tb testing.TB, dsn string, opt options) *DB {
 	tb.Cleanup(func() { db.Close() })
 	return db
 }
+
+// testMessage makes a message from login to rcpts on route, with a summary
+// parsed from its raw bytes and one event per recipient.
+func testMessage(tb testing.TB, login, route string, rcpts ...string) *store.Message {
+	tb.Helper()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	id := store.NewID(now)
+	raw := []byte("From: App <app@" + login + ".example>\r\nTo: " + strings.Join(rcpts, ", ") +
+		"\r\nSubject: Hello " + id + "\r\nMessage-ID: <" + id + "@test>\r\n\r\nBody of " + id + "\r\n")
+	sum, err := summary.Parse(raw)
+	if err != nil {
+		tb.Fatalf("summary.Parse: %v", err)
+	}
+	m := &store.Message{
+		ID: id, Login: login, Route: route, MailFrom: "bounce@" + login + ".example", Recipients: rcpts,
+		RemoteIP: "192.0.2.1", Helo: "client.example", TLS: true, Received: now, Size: int64(len(raw)),
+		Raw: raw, Summary: sum, Tags: []string{"t1"}, Text: "Body of " + id,
+	}
+	typ := store.EventQueued
+	if route == store.RouteCapture {
+		typ = store.EventCaptured
+	}
+	for _, r := range rcpts {
+		m.Events = append(m.Events, &store.Event{Type: typ, Recipient: r, Time: now})
+	}
+	if route != store.RouteCapture {
+		d := &store.Delivery{Route: route, Expires: now.Add(24 * time.Hour)}
+		for i, r := range rcpts {
+			d.Recipients = append(d.Recipients, store.RecipientDelivery{Address: r, Index: i})
+		}
+		m.Deliveries = []*store.Delivery{d}
+	}
+	return m
+}
+
+// mustAccept accepts m and fails the test on error.
+func mustAccept(tb testing.TB, st *DB, m *store.Message) *store.Message {
+	tb.Helper()
+	if err := st.Accept(context.Background(), m); err != nil {
+		tb.Fatalf("Accept(%s): %v", m.ID, err)
+	}
+	return m
+}
+
+var all = store.Scope{All: true}

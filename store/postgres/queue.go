@@ -20,8 +20,12 @@ const (
 	maxDeliveryLimit     = 1000
 )
 
-// CancelDetail is the Detail of the failed events CancelDelivery appends.
-const CancelDetail = "cancelled through the queue API"
+// What CancelDelivery records: the Reply of each pending recipient it
+// fails, and the Detail of the failed event it appends for each.
+const (
+	CancelReply  = "cancelled"
+	CancelDetail = "delivery cancelled"
+)
 
 // deliveryColumns are the columns scanDelivery reads.
 const deliveryColumns = `d.id, d.message_id, d.login, d.route, d.domain, d.recipients, d.state, d.attempts,
@@ -105,7 +109,9 @@ var outcomeStates = []string{store.DeliveryQueued, store.DeliveryDeferred, store
 // Attempts counted up, NextAttempt set when o.State is deferred), the
 // events appended to the delivery's message, and the lease released. It
 // returns store.ErrLeaseLost if owner does not hold the lease (the outcome
-// is dropped) and store.ErrNotFound if the delivery does not exist.
+// is dropped) and store.ErrNotFound if the delivery does not exist. A lease
+// that expired but was not taken over is still held. NextAttempt is set
+// from o when the delivery is deferred or o.NextAttempt is not zero.
 func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o store.Outcome) error {
 	if err := db.usable("complete attempt"); err != nil {
 		return err
@@ -133,13 +139,14 @@ UPDATE deliveries SET
 	recipients = COALESCE($3::text::jsonb, recipients),
 	state = $4,
 	attempts = attempts + 1,
-	next_attempt = CASE WHEN $4 = 'deferred' THEN $5 ELSE next_attempt END,
+	next_attempt = CASE WHEN $4 = 'deferred' OR $8 THEN $5 ELSE next_attempt END,
 	last_reply = $6,
 	updated = $7,
 	lease_owner = NULL,
 	lease_until = NULL
 WHERE id = $1 AND lease_owner = $2
-RETURNING attempts, message_id`, id, clean(owner), rcpts, o.State, o.NextAttempt, clean(o.Attempt.Reply), at).Scan(&n, &messageID)
+RETURNING attempts, message_id`, id, clean(owner), rcpts, o.State, o.NextAttempt, clean(o.Attempt.Reply), at,
+			!o.NextAttempt.IsZero()).Scan(&n, &messageID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			var exists bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = $1)`, id).Scan(&exists); err != nil {
@@ -290,10 +297,11 @@ func (db *DB) RetryNow(ctx context.Context, id int64, scope store.Scope, now tim
 	return nil
 }
 
-// CancelDelivery cancels a queued or deferred delivery (store.ErrState
-// otherwise, store.ErrNotFound if not in scope), releases any lease on it
-// so that a worker still attempting it gets store.ErrLeaseLost, and
-// appends a failed event per pending recipient, in one transaction.
+// CancelDelivery cancels a queued or deferred delivery in one
+// transaction: its pending recipients become failed (Reply CancelReply),
+// each with a failed event. It returns store.ErrNotFound if the delivery
+// is not in scope, and store.ErrState if it is in another state or leased
+// at now (an attempt is in flight and its outcome must not be lost).
 func (db *DB) CancelDelivery(ctx context.Context, id int64, scope store.Scope, now time.Time) error {
 	if err := db.usable("cancel"); err != nil {
 		return err
@@ -303,19 +311,29 @@ func (db *DB) CancelDelivery(ctx context.Context, id int64, scope store.Scope, n
 		if err != nil {
 			return err
 		}
-		if !pending(d.State) {
+		var leased bool
+		if err := tx.QueryRow(ctx, `SELECT lease_owner IS NOT NULL AND lease_until > $2 FROM deliveries WHERE id = $1`, id, now).Scan(&leased); err != nil {
+			return err
+		}
+		if !pending(d.State) || leased {
 			return store.ErrState
 		}
-		b := &pgx.Batch{}
-		b.Queue(`UPDATE deliveries SET state = $2, updated = $3, lease_owner = NULL, lease_until = NULL WHERE id = $1`,
-			id, store.DeliveryCancelled, now)
 		var events []*store.Event
-		for _, r := range d.Recipients {
-			if r.State == store.RecipientPending || r.State == "" {
-				events = append(events, &store.Event{MessageID: d.MessageID, Type: store.EventFailed,
-					Recipient: r.Address, Time: now, Detail: CancelDetail})
+		for i, r := range d.Recipients {
+			if r.State != store.RecipientPending && r.State != "" {
+				continue
 			}
+			d.Recipients[i].State, d.Recipients[i].Reply = store.RecipientFailed, CancelReply
+			events = append(events, &store.Event{MessageID: d.MessageID, Type: store.EventFailed,
+				Recipient: r.Address, Time: now, Detail: CancelDetail})
 		}
+		rcpts, err := json.Marshal(nonNilSlice(d.Recipients))
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE deliveries SET state = $2, recipients = $3::text::jsonb, updated = $4, lease_owner = NULL, lease_until = NULL
+WHERE id = $1`, id, store.DeliveryCancelled, string(cleanJSON(rcpts)), now)
 		if len(events) > 0 {
 			if err := db.queueEvents(b, events); err != nil {
 				return err
