@@ -56,13 +56,17 @@ type App struct {
 	web    *web.Server
 	http   *http.Server
 	httpLn net.Listener
+	// onEvents are called after events are committed outside a message's
+	// own transaction (opens, clicks).
+	onEvents []func()
 }
 
 // state is the policy in force and what is built from it; it is swapped as
 // a whole on reload.
 type state struct {
-	pol *policy.Policy
-	tr  *transforms
+	pol   *policy.Policy
+	tr    *transforms
+	track http.Handler // redeems tracking tokens; nil without a tracking secret
 }
 
 // New loads the policy and opens the store; nothing listens yet.
@@ -79,7 +83,6 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.cur.Store(&state{pol: pol, tr: tr})
 	cert, err := a.loadCert(pol)
 	if err != nil {
 		return nil, err
@@ -91,6 +94,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.store = st
+	a.cur.Store(&state{pol: pol, tr: tr, track: a.trackHandler(tr.codec)})
 
 	px, err := proxy.New(proxyConfig(pol, a.cert), authenticator{a}, gateway.New(pol.Server.Hostname, a, st, nil, a.log.Named("gateway")), a.log.Named("smtp"))
 	if err != nil {
@@ -99,6 +103,9 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a.proxy = px
 	a.web = web.New(web.Config{}, st, keyResolver{a}, a.log.Named("http"))
+	if pub := pol.Tracking.PublicURL; pub != "" {
+		a.mountTracking(a.web, pub)
+	}
 	return a, nil
 }
 
@@ -250,7 +257,7 @@ func (a *App) Reload() error {
 		return err
 	}
 	a.cert.Set(cert)
-	a.cur.Store(&state{pol: pol, tr: tr})
+	a.cur.Store(&state{pol: pol, tr: tr, track: a.trackHandler(tr.codec)})
 	a.log.Info("policy reloaded", zap.Int("credentials", len(pol.Credentials)))
 	return nil
 }
