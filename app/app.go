@@ -59,6 +59,7 @@ type App struct {
 	// onEvents are called after events are committed outside a message's
 	// own transaction (opens, clicks).
 	onEvents []func()
+	workers  workers
 }
 
 // state is the policy in force and what is built from it; it is swapped as
@@ -96,12 +97,13 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a.store = st
 	a.cur.Store(&state{pol: pol, tr: tr, track: a.trackHandler(tr.codec)})
 
-	px, err := proxy.New(proxyConfig(pol, a.cert), authenticator{a}, gateway.New(pol.Server.Hostname, a, st, nil, a.log.Named("gateway")), a.log.Named("smtp"))
+	px, err := proxy.New(proxyConfig(pol, a.cert), authenticator{a}, gateway.New(pol.Server.Hostname, a, st, a, a.log.Named("gateway")), a.log.Named("smtp"))
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	a.proxy = px
+	a.onEvents = append(a.onEvents, func() { a.Committed(nil) })
 	a.web = web.New(web.Config{}, st, keyResolver{a}, a.log.Named("http"))
 	if pub := pol.Tracking.PublicURL; pub != "" {
 		a.mountTracking(a.web, pub)
@@ -199,11 +201,12 @@ func proxyConfig(pol *policy.Policy, cert *certs.Holder) proxy.Config {
 	return cfg
 }
 
-// Start opens every listener.
+// Start opens every listener and starts the background workers.
 func (a *App) Start(ctx context.Context) error {
 	if err := a.proxy.Start(ctx); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
+	a.startWorkers(a.Policy())
 	if addr := a.Policy().Server.HTTP.Address; addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -258,6 +261,7 @@ func (a *App) Reload() error {
 	}
 	a.cert.Set(cert)
 	a.cur.Store(&state{pol: pol, tr: tr, track: a.trackHandler(tr.codec)})
+	a.startWorkers(pol)
 	a.log.Info("policy reloaded", zap.Int("credentials", len(pol.Credentials)))
 	return nil
 }
@@ -274,6 +278,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	a.stopWorkers()
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -3,9 +3,11 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/smtpgate/smtpgate/policy"
 	"github.com/smtpgate/smtpgate/store"
+	"github.com/smtpgate/smtpgate/webhook"
 )
 
 const trackingPolicy = `
@@ -215,5 +218,47 @@ func TestExplain(t *testing.T) {
 	}
 	if err := Explain(&b, pol, "nobody", []byte(msg)); err == nil {
 		t.Error("unknown login explained")
+	}
+}
+
+func TestWebhookOnCapture(t *testing.T) {
+	type got struct {
+		body []byte
+		sig  string
+	}
+	ch := make(chan got, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		ch <- got{b, r.Header.Get("Smtpgate-Signature")}
+	}))
+	defer srv.Close()
+	tmpl := trackingPolicy + `
+webhook "hooks" {
+  url    = "` + srv.URL + `/mail"
+  secret = "whsec-0123456789abcdef"
+  events = ["captured"]
+}
+`
+	a := startApp(t, tmpl)
+	id := send(t, a, "news", "news@example.com", "reader@example.com", newsletter)
+	select {
+	case g := <-ch:
+		if err := webhook.Verify([]byte("whsec-0123456789abcdef"), g.sig, g.body, time.Now(), 5*time.Minute); err != nil {
+			t.Fatalf("signature: %v", err)
+		}
+		var p struct {
+			Event     string `json:"event"`
+			MessageID string `json:"message_id"`
+			Login     string `json:"login"`
+			Recipient string `json:"recipient"`
+		}
+		if err := json.Unmarshal(g.body, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Event != "captured" || p.MessageID != id || p.Login != "news" || p.Recipient != "reader@example.com" {
+			t.Fatalf("payload %s", g.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook within 10s")
 	}
 }
