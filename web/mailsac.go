@@ -301,3 +301,63 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request, scope store.Scope) e
 	}{ID: id, Logins: nonNil(logins), AllLogins: scope.All, APIAccess: 1})
 	return nil
 }
+
+// purgeInbox serves DELETE /api/addresses/{email}/messages: it deletes
+// every message of the inbox that the key may see and answers 204, as
+// Mailsac does. Smtpgate has no starred messages to spare.
+func (s *Server) purgeInbox(w http.ResponseWriter, r *http.Request, scope store.Scope) error {
+	inbox, err := inboxParam(r)
+	if err != nil {
+		return err
+	}
+	c := s.st
+	if _, err := c.DeleteInbox(r.Context(), inbox, scope); err != nil {
+		return fmt.Errorf("delete inbox %s: %w", inbox, err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// countMessages serves GET /api/addresses/{email}/message-count.
+func (s *Server) countMessages(w http.ResponseWriter, r *http.Request, scope store.Scope) error {
+	inbox, err := inboxParam(r)
+	if err != nil {
+		return err
+	}
+	c := s.st
+	n, err := c.InboxCount(r.Context(), inbox, scope)
+	if err != nil {
+		return fmt.Errorf("count inbox %s: %w", inbox, err)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Count int    `json:"count"`
+		Inbox string `json:"inbox"`
+	}{n, inbox})
+	return nil
+}
+
+// setReadMailsac serves PUT /api/addresses/{email}/messages/{id}/read/{read}
+// with read "true" or "false".
+func (s *Server) setReadMailsac(w http.ResponseWriter, r *http.Request, scope store.Scope) error {
+	inbox, err := inboxParam(r)
+	if err != nil {
+		return err
+	}
+	id, err := idParam(r)
+	if err != nil {
+		return err
+	}
+	read, err := strconv.ParseBool(r.PathValue("read"))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "the read flag must be true or false")
+	}
+	c := s.st
+	if err := c.SetRead(r.Context(), inbox, id, scope, read); err != nil {
+		return fmt.Errorf("mark message %s of %s: %w", id, inbox, err)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		ID   string `json:"_id"`
+		Read bool   `json:"read"`
+	}{id, read})
+	return nil
+}

@@ -89,8 +89,15 @@ type cidResolver func(cid string) (dataURL string, ok bool)
 // sanitizeHTML returns a complete, safe HTML document with the content of
 // src. resolve may be nil.
 func sanitizeHTML(src string, resolve cidResolver) string {
+	return sanitizeHTMLImages(src, resolve, false)
+}
+
+// sanitizeHTMLImages is sanitizeHTML that, when remote is true, also keeps
+// http and https images (in <img>, background= and CSS url()): the "load
+// images" view of a message, served with a policy that allows them.
+func sanitizeHTMLImages(src string, resolve cidResolver, remote bool) string {
 	doc, err := html.Parse(strings.NewReader(src))
-	s := sanitizer{resolve: resolve}
+	s := sanitizer{resolve: resolve, remote: remote}
 	root := element(atom.Html, nil)
 	head := element(atom.Head, nil)
 	head.AppendChild(element(atom.Meta, []html.Attribute{{Key: "charset", Val: "utf-8"}}))
@@ -136,6 +143,7 @@ func element(a atom.Atom, attrs []html.Attribute) *html.Node {
 
 type sanitizer struct {
 	resolve cidResolver
+	remote  bool // keep http(s) images
 }
 
 // copy appends the safe part of n to parent.
@@ -197,7 +205,7 @@ func (s *sanitizer) attrs(n *html.Node) []html.Attribute {
 		val := a.Val
 		switch {
 		case key == "style":
-			if val = sanitizeCSS(val, s.resolve); strings.TrimSpace(val) == "" {
+			if val = s.css(val); strings.TrimSpace(val) == "" {
 				continue
 			}
 		case key == "href" && n.DataAtom == atom.A:
@@ -227,7 +235,7 @@ func (s *sanitizer) style(n *html.Node) *html.Node {
 			b.WriteString(c.Data)
 		}
 	}
-	css := strings.TrimSpace(sanitizeCSS(b.String(), s.resolve))
+	css := strings.TrimSpace(s.css(b.String()))
 	if css == "" {
 		return nil
 	}
@@ -280,7 +288,7 @@ func safeHref(v string) (string, bool) {
 
 // imageURL returns the URL to use for an image source v: a data: image as
 // is, a cid: reference resolved to a data: URL when possible (or kept), and
-// false for anything else.
+// with remote set an http(s) URL as is, and false for anything else.
 func (s *sanitizer) imageURL(v string) (string, bool) {
 	v = stripURLSpace(v)
 	lower := strings.ToLower(v)
@@ -294,6 +302,10 @@ func (s *sanitizer) imageURL(v string) (string, bool) {
 		return v, true
 	case dataImage.MatchString(v):
 		return v, true
+	case s.remote && (strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://")):
+		if u, err := url.Parse(v); err == nil && u.Host != "" {
+			return v, true
+		}
 	}
 	return "", false
 }
