@@ -21,7 +21,10 @@ var errClosed = fmt.Errorf("proxy: connection finished: %w", net.ErrClosed)
 // under the crypto/tls connection STARTTLS creates), under tls.Server on an
 // implicit TLS listener. It carries what go-smtp has no place for:
 //
-//   - the plaintext gate of a STARTTLS listener (gate.go);
+//   - the plaintext gate of a STARTTLS submission listener (gate.go); on a
+//     bounces listener, where STARTTLS is optional and has no gate, the
+//     STARTTLS reply is recognised as it is written instead, so that a
+//     failed handshake ends the connection there too;
 //   - read deadlines during a message: go-smtp sets one deadline per command
 //     line, so on its own the whole DATA body would have to arrive within the
 //     command timeout. While a body streams, every read slides the deadline
@@ -45,10 +48,12 @@ type conn struct {
 	opened time.Time
 
 	// Used only by the connection's goroutine.
-	gate         *gate // plaintext phase of a STARTTLS listener, nil afterwards
+	gate         *gate // plaintext phase of a STARTTLS submission listener, nil afterwards
+	optionalTLS  bool  // a bounces listener: STARTTLS without a gate
 	tlsPending   bool  // STARTTLS went through the gate; its 220 is not written yet
 	upgraded     bool  // the STARTTLS 220 is out: only TLS records may follow
 	authFailures int
+	refusals     int    // AUTH attempts and refused recipients on a bounces listener
 	login        string // the last authenticated login, for the session log
 	reason       string // why the connection ended, for the session log
 
@@ -102,6 +107,11 @@ func (c *conn) Write(p []byte) (int, error) {
 	case c.tlsPending:
 		// go-smtp's "220 Ready to start TLS".
 		c.tlsPending, c.upgraded = false, true
+	case c.optionalTLS && !c.upgraded && string(p) == startTLSReply:
+		// No gate saw the command: the reply is the one sign of it. A
+		// client cannot make go-smtp write these bytes any other way
+		// (no reply echoes the client's words at its start).
+		c.upgraded = true
 	case c.upgraded && !isTLSRecord(p):
 		// After a failed STARTTLS handshake go-smtp says "550 Handshake
 		// error" in plaintext and would carry on without TLS: make that
@@ -217,6 +227,9 @@ func (c *conn) beginShutdown() {
 		_ = c.Conn.SetReadDeadline(time.Now())
 	}
 }
+
+// startTLSReply is go-smtp's reply to a STARTTLS that goes ahead.
+const startTLSReply = "220 2.0.0 Ready to start TLS\r\n"
 
 // isTLSRecord reports whether p starts with a TLS record content type
 // (change_cipher_spec, alert, handshake, application_data, heartbeat); an

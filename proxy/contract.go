@@ -14,6 +14,16 @@
 // (conn.go); connection limits and the PROXY protocol sit in a net.Listener
 // in front of go-smtp (listener.go); the reply after DATA is
 // "250 2.0.0 queued as <id>".
+//
+// A listener whose Purpose is PurposeBounces is the other door: the one on
+// port 25 where mail servers return DSNs to the VERP addresses of the bounce
+// domain. There AUTH is neither advertised nor accepted, STARTTLS is offered
+// but optional (no gate), any sender is taken, the null sender included, and
+// a recipient is accepted only when Config.Bounces.CheckRecipient says so, so
+// that the listener can never relay; messages are smaller
+// (MaxBounceBytes) and go to Config.Bounces instead of the Handler. The
+// limits, the body normalisation, the timeouts and the PROXY protocol are
+// the same as on a submission listener.
 package proxy
 
 import (
@@ -45,15 +55,17 @@ type Authenticator interface {
 
 // Envelope is everything known about a message besides its body.
 type Envelope struct {
-	Login      Login
+	Login      Login // nil on a bounces listener, which has no AUTH
 	MailFrom   string
 	Recipients []string
 	RemoteAddr net.Addr // the client's address (from the PROXY header if one was sent)
 	Helo       string
-	TLS        *tls.ConnectionState // nil on a plaintext connection (never for accepted mail)
-	Listener   string               // the listener's name from the policy
-	UTF8       bool                 // SMTPUTF8 was given on MAIL
-	Received   time.Time
+	// TLS is nil on a plaintext connection: never on a submission listener,
+	// possibly on a bounces listener, where STARTTLS is optional.
+	TLS      *tls.ConnectionState
+	Listener string // the listener's name from the policy
+	UTF8     bool   // SMTPUTF8 was given on MAIL
+	Received time.Time
 }
 
 // Handler takes an accepted message. The body is dot-unstuffed, has CRLF line
@@ -69,11 +81,57 @@ type Handler interface {
 // ErrTooLarge is returned by the body reader once the message exceeds the size limit.
 var ErrTooLarge = errors.New("proxy: message exceeds the size limit")
 
+// RecipientChecker decides which recipients a bounces listener accepts.
+// CheckRecipient returns nil to accept addr (the bare address, as in
+// Envelope.Recipients). An error wrapping ErrNoSuchUser is answered
+// "550 5.1.1", one wrapping ErrRelayDenied "550 5.7.1", an *smtp.SMTPError
+// is sent as it is, and any other error is a temporary failure
+// ("451 4.3.0", its text stays in the log). Every address it does not
+// accept is refused: the listener relays nothing on its own.
+type RecipientChecker interface {
+	CheckRecipient(ctx context.Context, addr string) error
+}
+
+// BounceReceiver takes the mail of bounces listeners: CheckRecipient at
+// RCPT, Handle (with the same contract as a submission Handler, and a nil
+// Envelope.Login) at the end of DATA.
+type BounceReceiver interface {
+	RecipientChecker
+	Handler
+}
+
+// ErrNoSuchUser is what a RecipientChecker returns for an address on its
+// own domain that it does not know (a malformed or tampered VERP address).
+var ErrNoSuchUser = errors.New("proxy: no such user")
+
+// ErrRelayDenied is what a RecipientChecker returns for an address on a
+// domain it does not receive mail for.
+var ErrRelayDenied = errors.New("proxy: relay access denied")
+
+// MaxBounceBytes is the size limit on a bounces listener, or
+// Limits.MaxMessageBytes when that is smaller. A DSN carries at most the
+// returned message's headers or a copy of it; 10 MiB is plenty.
+const MaxBounceBytes = 10 << 20
+
+// Purpose is what a listener is for.
+type Purpose string
+
+const (
+	// PurposeSubmission (also the empty Purpose): applications log in
+	// over TLS and submit mail to the Handler.
+	PurposeSubmission Purpose = "submission"
+	// PurposeBounces: mail servers return bounces, without AUTH, to the
+	// addresses Config.Bounces accepts. Its TLS mode must be TLSStartTLS,
+	// which is then offered but optional.
+	PurposeBounces Purpose = "bounces"
+)
+
 // TLSMode is how a listener uses TLS.
 type TLSMode string
 
 const (
 	// TLSStartTLS: plaintext banner, STARTTLS mandatory before AUTH and MAIL.
+	// On a bounces listener STARTTLS is offered but optional.
 	TLSStartTLS TLSMode = "starttls"
 	// TLSImplicit: TLS from the first byte (port 465 style).
 	TLSImplicit TLSMode = "implicit"
@@ -84,7 +142,16 @@ type ListenerConfig struct {
 	Name          string
 	Address       string // host:port
 	TLS           TLSMode
-	ProxyProtocol bool // expect a PROXY v1/v2 header on every connection
+	ProxyProtocol bool    // expect a PROXY v1/v2 header on every connection
+	Purpose       Purpose // "" is PurposeSubmission
+}
+
+// purpose returns the listener's Purpose, PurposeSubmission for "".
+func (l ListenerConfig) purpose() Purpose {
+	if l.Purpose == "" {
+		return PurposeSubmission
+	}
+	return l.Purpose
 }
 
 // Limits bounds what a client may do. Zero values mean the defaults in DefaultLimits.
@@ -108,6 +175,9 @@ type Config struct {
 	Listeners []ListenerConfig
 	TLS       *tls.Config // must have a certificate or GetCertificate; MinVersion is forced to TLS 1.2
 	Limits    Limits
+	// Bounces checks the recipients and takes the messages of the
+	// bounces listeners; it must be set when there is one.
+	Bounces BounceReceiver
 }
 
 // DefaultLimits returns the limits used for every zero field of Limits.

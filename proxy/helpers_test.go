@@ -193,12 +193,47 @@ func (h *testHandler) abortedErrs() []error {
 	return append([]error(nil), h.aborted...)
 }
 
+// bounceDomain is the domain testBounces receives bounces for.
+const bounceDomain = "bounce.test"
+
+// errCheckBackend is what testBounces fails with for "b+temp@bounce.test";
+// its text must never reach a client.
+var errCheckBackend = errors.New("bounce lookup failed: store /var/lib/secret unreachable")
+
+// testBounces is a BounceReceiver: a testHandler for the messages and a
+// recipient check by local part on bounceDomain. "b+ok..." is accepted,
+// "b+temp" fails with a plain error, "b+busy" with a 450 SMTPError, any
+// other local part is ErrNoSuchUser, and any other domain ErrRelayDenied.
+type testBounces struct {
+	testHandler
+}
+
+func (b *testBounces) CheckRecipient(ctx context.Context, addr string) error {
+	if ctx == nil {
+		return errors.New("nil context")
+	}
+	local, domain, _ := strings.Cut(addr, "@")
+	switch {
+	case !strings.EqualFold(domain, bounceDomain):
+		return fmt.Errorf("test: %q: %w", domain, ErrRelayDenied)
+	case strings.HasPrefix(local, "b+ok"):
+		return nil
+	case local == "b+temp":
+		return errCheckBackend
+	case local == "b+busy":
+		return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "Try again later"}
+	}
+	return fmt.Errorf("test: %q: %w", local, ErrNoSuchUser)
+}
+
 // testServer is a running Server with a STARTTLS and an implicit TLS
-// listener (and, with proxyProtocol, the same two behind PROXY headers).
+// submission listener, a bounces listener (and, with
+// withProxyListeners, the same behind PROXY headers).
 type testServer struct {
 	*Server
 	auth      *testAuth
 	handler   *testHandler
+	bounces   *testBounces
 	clientTLS *tls.Config
 }
 
@@ -210,7 +245,8 @@ func withProxyListeners() serverOption {
 	return func(c *Config) {
 		c.Listeners = append(c.Listeners,
 			ListenerConfig{Name: "pp-submission", Address: "127.0.0.1:0", TLS: TLSStartTLS, ProxyProtocol: true},
-			ListenerConfig{Name: "pp-smtps", Address: "127.0.0.1:0", TLS: TLSImplicit, ProxyProtocol: true})
+			ListenerConfig{Name: "pp-smtps", Address: "127.0.0.1:0", TLS: TLSImplicit, ProxyProtocol: true},
+			ListenerConfig{Name: "pp-bounces", Address: "127.0.0.1:0", TLS: TLSStartTLS, ProxyProtocol: true, Purpose: PurposeBounces})
 	}
 }
 
@@ -224,6 +260,7 @@ func startServer(t testing.TB, log *zap.Logger, opts ...serverOption) *testServe
 		Listeners: []ListenerConfig{
 			{Name: "submission", Address: "127.0.0.1:0", TLS: TLSStartTLS},
 			{Name: "smtps", Address: "127.0.0.1:0", TLS: TLSImplicit},
+			{Name: "bounces", Address: "127.0.0.1:0", TLS: TLSStartTLS, Purpose: PurposeBounces},
 		},
 		TLS: serverTLS,
 		Limits: Limits{
@@ -241,7 +278,8 @@ func startServer(t testing.TB, log *zap.Logger, opts ...serverOption) *testServe
 		// is released, possibly after the test has ended.
 		log = zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
 	}
-	ts := &testServer{auth: newTestAuth(), handler: &testHandler{}, clientTLS: clientTLS}
+	ts := &testServer{auth: newTestAuth(), handler: &testHandler{}, bounces: &testBounces{}, clientTLS: clientTLS}
+	cfg.Bounces = ts.bounces
 	srv, err := New(cfg, ts.auth, ts.handler, log)
 	if err != nil {
 		t.Fatal(err)

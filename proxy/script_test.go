@@ -28,7 +28,9 @@ import (
 //	LOGIN                EHLO, STARTTLS, EHLO, AUTH PLAIN as alice
 //	EOF                  the server must close the connection
 //	MESSAGES N           the Handler must have committed N messages
-//	BODY "GO STRING"     the last committed body must be exactly this
+//	BOUNCES N            the BounceReceiver must have committed N messages
+//	BODY "GO STRING"     the last body the Handler committed must be exactly this
+//	BOUNCEBODY "..."     the same for the BounceReceiver
 func TestSessionScripts(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "sessions", "*.txt"))
 	if err != nil {
@@ -121,16 +123,24 @@ func runScript(t *testing.T, path string) {
 		case "EOF":
 			needConn()
 			c.expectClosed()
-		case "MESSAGES":
+		case "MESSAGES", "BOUNCES":
 			want, err := strconv.Atoi(arg)
 			if err != nil {
 				t.Fatalf("%s: %v", where(), err)
 			}
-			if got := len(ts.handler.messages()); got != want {
+			h := ts.handler
+			if op == "BOUNCES" {
+				h = &ts.bounces.testHandler
+			}
+			if got := len(h.messages()); got != want {
 				t.Fatalf("%s: %d messages committed, want %d", where(), got, want)
 			}
-		case "BODY":
-			msgs := ts.handler.messages()
+		case "BODY", "BOUNCEBODY":
+			h := ts.handler
+			if op == "BOUNCEBODY" {
+				h = &ts.bounces.testHandler
+			}
+			msgs := h.messages()
 			if len(msgs) == 0 {
 				t.Fatalf("%s: no message committed", where())
 			}

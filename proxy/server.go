@@ -21,16 +21,19 @@ import (
 var ErrServerClosed = errors.New("proxy: server closed")
 
 // Server is smtpgate's SMTP front door: one go-smtp server behind every
-// configured listener.
+// submission listener, another behind every bounces listener.
 type Server struct {
-	cfg     Config
-	limits  Limits
-	auth    Authenticator
-	handler Handler
-	log     *zap.Logger
-	tls     *tls.Config
-	smtp    *smtp.Server
-	mechs   []string
+	cfg       Config
+	limits    Limits
+	auth      Authenticator
+	handler   Handler
+	bounces   BounceReceiver
+	bounceMax int64 // size limit on a bounces listener
+	log       *zap.Logger
+	tls       *tls.Config
+	smtp      *smtp.Server // for submission listeners
+	bsmtp     *smtp.Server // for bounces listeners; nil when there are none
+	mechs     []string
 
 	ctx    context.Context // parent of every Authenticator and Handler call
 	cancel context.CancelFunc
@@ -51,7 +54,9 @@ type Server struct {
 // New checks cfg and returns a Server that is not listening yet. Zero
 // fields of cfg.Limits take the values of DefaultLimits. cfg.TLS is cloned:
 // its certificate callbacks (GetCertificate for reloads) keep working, its
-// MinVersion is raised to TLS 1.2 and session tickets are turned on.
+// MinVersion is raised to TLS 1.2 and session tickets are turned on. h
+// takes the mail of the submission listeners, cfg.Bounces that of the
+// bounces listeners.
 func New(cfg Config, auth Authenticator, h Handler, log *zap.Logger) (*Server, error) {
 	if auth == nil || h == nil {
 		return nil, errors.New("proxy: New needs an Authenticator and a Handler")
@@ -71,32 +76,56 @@ func New(cfg Config, auth Authenticator, h Handler, log *zap.Logger) (*Server, e
 	tlsCfg.SessionTicketsDisabled = false
 
 	s := &Server{
-		cfg:     cfg,
-		limits:  limits,
-		auth:    auth,
-		handler: h,
-		log:     log,
-		tls:     tlsCfg,
-		mechs:   []string{sasl.Plain, sasl.Login},
-		perIP:   make(map[netip.Addr]int),
-		conns:   make(map[*conn]struct{}),
+		cfg:       cfg,
+		limits:    limits,
+		auth:      auth,
+		handler:   h,
+		bounces:   cfg.Bounces,
+		bounceMax: min(limits.MaxMessageBytes, MaxBounceBytes),
+		log:       log,
+		tls:       tlsCfg,
+		mechs:     []string{sasl.Plain, sasl.Login},
+		perIP:     make(map[netip.Addr]int),
+		conns:     make(map[*conn]struct{}),
 	}
 	s.bodyBufs.New = func() any { return new([bodyBufSize]byte) }
-
-	ss := smtp.NewServer(backend{s})
-	ss.Domain = cfg.Hostname
-	ss.TLSConfig = tlsCfg
-	ss.AllowInsecureAuth = false
-	ss.MaxLineLength = limits.MaxLineLength
-	ss.MaxMessageBytes = limits.MaxMessageBytes
-	ss.MaxRecipients = limits.MaxRecipients
-	ss.ReadTimeout = limits.CommandTimeout
-	ss.WriteTimeout = limits.CommandTimeout
-	ss.EnableSMTPUTF8 = true
-	ss.ErrorLog = errorLog{log}
-	// ss.Debug stays nil: it would log AUTH exchanges.
-	s.smtp = ss
+	s.smtp = s.newSMTP(limits.MaxMessageBytes, false)
+	for _, l := range cfg.Listeners {
+		if l.Purpose == PurposeBounces {
+			// AllowInsecureAuth only lets AUTH reach the session, which
+			// refuses it with 502 in plaintext as under TLS (go-smtp alone
+			// would say "523 TLS is required", as if AUTH were possible).
+			s.bsmtp = s.newSMTP(s.bounceMax, true)
+			break
+		}
+	}
 	return s, nil
+}
+
+// newSMTP returns a go-smtp server with the limits and a message size limit
+// of maxBytes.
+func (s *Server) newSMTP(maxBytes int64, insecureAuth bool) *smtp.Server {
+	ss := smtp.NewServer(backend{s})
+	ss.Domain = s.cfg.Hostname
+	ss.TLSConfig = s.tls
+	ss.AllowInsecureAuth = insecureAuth
+	ss.MaxLineLength = s.limits.MaxLineLength
+	ss.MaxMessageBytes = maxBytes
+	ss.MaxRecipients = s.limits.MaxRecipients
+	ss.ReadTimeout = s.limits.CommandTimeout
+	ss.WriteTimeout = s.limits.CommandTimeout
+	ss.EnableSMTPUTF8 = true
+	ss.ErrorLog = errorLog{s.log}
+	// ss.Debug stays nil: it would log AUTH exchanges.
+	return ss
+}
+
+// smtpFor returns the go-smtp server of a listener.
+func (s *Server) smtpFor(l ListenerConfig) *smtp.Server {
+	if l.Purpose == PurposeBounces {
+		return s.bsmtp
+	}
+	return s.smtp
 }
 
 func checkConfig(cfg *Config) error {
@@ -121,6 +150,12 @@ func checkConfig(cfg *Config) error {
 			return fmt.Errorf("proxy: listener name %q is used twice", l.Name)
 		case l.TLS != TLSStartTLS && l.TLS != TLSImplicit:
 			return fmt.Errorf("proxy: listener %q: TLS mode %q is neither %q nor %q", l.Name, l.TLS, TLSStartTLS, TLSImplicit)
+		case l.Purpose != "" && l.Purpose != PurposeSubmission && l.Purpose != PurposeBounces:
+			return fmt.Errorf("proxy: listener %q: purpose %q is neither %q nor %q", l.Name, l.Purpose, PurposeSubmission, PurposeBounces)
+		case l.Purpose == PurposeBounces && l.TLS != TLSStartTLS:
+			return fmt.Errorf("proxy: listener %q: a bounces listener receives mail servers, which do not use TLS mode %q; use %q", l.Name, l.TLS, TLSStartTLS)
+		case l.Purpose == PurposeBounces && cfg.Bounces == nil:
+			return fmt.Errorf("proxy: listener %q: a bounces listener needs Config.Bounces", l.Name)
 		}
 		if _, _, err := net.SplitHostPort(l.Address); err != nil {
 			return fmt.Errorf("proxy: listener %q: address %q: %w", l.Name, l.Address, err)
@@ -205,13 +240,13 @@ func (s *Server) Start(ctx context.Context) error {
 		s.serveWG.Add(1)
 		go func() {
 			defer s.serveWG.Done()
-			if err := s.smtp.Serve(l); err != nil {
+			if err := s.smtpFor(l.cfg).Serve(l); err != nil {
 				s.log.Error("smtp listener stopped", zap.String("listener", l.cfg.Name), zap.Error(err))
 			}
 		}()
 		s.log.Info("smtp listening", zap.String("listener", l.cfg.Name),
 			zap.Stringer("address", l.Addr()), zap.String("tls", string(l.cfg.TLS)),
-			zap.Bool("proxy_protocol", l.cfg.ProxyProtocol))
+			zap.Bool("proxy_protocol", l.cfg.ProxyProtocol), zap.String("purpose", string(l.cfg.purpose())))
 	}
 	return nil
 }
@@ -253,6 +288,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = s.smtp.Shutdown(done)
+	if s.bsmtp != nil {
+		_ = s.bsmtp.Shutdown(done)
+	}
 	for _, l := range ls {
 		l.Close()
 	}
@@ -331,7 +369,10 @@ func (s *Server) open(l *listener, nc net.Conn, remote net.Addr) (*conn, string)
 	s.mu.Unlock()
 
 	c.opened = time.Now()
-	if l.cfg.TLS == TLSStartTLS {
+	switch {
+	case l.cfg.purpose() == PurposeBounces:
+		c.optionalTLS = true
+	case l.cfg.TLS == TLSStartTLS:
 		c.gate = newGate(c)
 	}
 	return c, ""

@@ -655,6 +655,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"bad TLS mode", func(c *Config) { c.Listeners[0].TLS = "none" }, `TLS mode "none"`},
 		{"bad address", func(c *Config) { c.Listeners[0].Address = "localhost" }, "address"},
 		{"negative limit", func(c *Config) { c.Limits.MaxRecipients = -1 }, "MaxRecipients"},
+		{"bad purpose", func(c *Config) { c.Listeners[0].Purpose = "relay" }, `purpose "relay"`},
+		{"implicit bounces", func(c *Config) {
+			c.Listeners[0].Purpose, c.Listeners[0].TLS, c.Bounces = PurposeBounces, TLSImplicit, &testBounces{}
+		}, `TLS mode "implicit"`},
+		{"bounces without receiver", func(c *Config) { c.Listeners[0].Purpose = PurposeBounces }, "Config.Bounces"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

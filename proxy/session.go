@@ -23,7 +23,7 @@ func (b backend) NewSession(sc *smtp.Conn) (smtp.Session, error) {
 		b.s.log.Error("smtp connection without proxy state", zap.Stringer("remote", sc.Conn().RemoteAddr()))
 		return nil, errNoSession
 	}
-	s := &session{srv: b.s, sc: sc, c: c}
+	s := &session{srv: b.s, sc: sc, c: c, bounces: c.lis.cfg.purpose() == PurposeBounces}
 	if st, ok := sc.TLSConnectionState(); ok {
 		s.tls = &st
 	}
@@ -43,11 +43,12 @@ func connOf(sc *smtp.Conn) *conn {
 // session implements smtp.Session and smtp.AuthSession. Every error it
 // returns is an *smtp.SMTPError (see replies.go).
 type session struct {
-	srv   *Server
-	sc    *smtp.Conn
-	c     *conn
-	tls   *tls.ConnectionState // nil before STARTTLS
-	login Login
+	srv     *Server
+	sc      *smtp.Conn
+	c       *conn
+	tls     *tls.ConnectionState // nil before STARTTLS
+	login   Login
+	bounces bool // on a bounces listener (bounces.go)
 
 	// The transaction. go-smtp runs Data in a goroutine of its own for
 	// BDAT, where an RSET may reset the transaction concurrently.
@@ -59,9 +60,10 @@ type session struct {
 
 var _ smtp.AuthSession = (*session)(nil)
 
-// AuthMechanisms implements smtp.AuthSession: PLAIN and LOGIN, over TLS only.
+// AuthMechanisms implements smtp.AuthSession: PLAIN and LOGIN, over TLS
+// only, and none on a bounces listener.
 func (s *session) AuthMechanisms() []string {
-	if s.tls == nil {
+	if s.tls == nil || s.bounces {
 		return nil
 	}
 	return s.srv.mechs
@@ -69,7 +71,10 @@ func (s *session) AuthMechanisms() []string {
 
 // Auth implements smtp.AuthSession.
 func (s *session) Auth(mech string) (sasl.Server, error) {
-	if s.tls == nil {
+	switch {
+	case s.bounces:
+		return nil, s.bounceRefusal(errAuthNotAvailable, "auth")
+	case s.tls == nil:
 		return nil, errTLSRequired
 	}
 	switch mech {
@@ -82,14 +87,18 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 }
 
 // Mail implements smtp.Session. go-smtp has already refused a SIZE= over
-// the limit with 552 5.3.4.
+// the limit with 552 5.3.4. On a bounces listener any sender is taken, the
+// null sender included, without TLS or AUTH.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	c := s.c
 	switch {
+	case s.bounces:
 	case s.tls == nil:
 		return errTLSRequired
 	case s.login == nil:
 		return errAuthRequired
+	}
+	switch {
 	case c.stopping.Load():
 		c.closeAfterReply("shutdown")
 		return errShuttingDown
@@ -105,7 +114,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			return errNeedsSMTPUTF8
 		}
 	}
-	if !s.login.SenderAllowed(from) {
+	if !s.bounces && !s.login.SenderAllowed(from) {
 		return errSenderNotAllowed
 	}
 	s.mu.Lock()
@@ -116,17 +125,26 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 // Rcpt implements smtp.Session. go-smtp has already applied MaxRecipients
-// (452 4.5.3).
+// (452 4.5.3). On a bounces listener the BounceReceiver must accept the
+// address.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch checkAddress(to, s.utf8) {
+	utf8 := s.utf8
+	s.mu.Unlock()
+	switch checkAddress(to, utf8) {
 	case errAddrSyntax:
 		return errBadRecipient
 	case errAddrUTF8:
 		return errNeedsSMTPUTF8
 	}
+	if s.bounces {
+		if err := s.checkBounceRecipient(to); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
 	s.rcpts = append(s.rcpts, to)
+	s.mu.Unlock()
 	return nil
 }
 
@@ -155,10 +173,14 @@ func (s *session) Data(r io.Reader) error {
 	s.rcpts = nil
 	s.mu.Unlock()
 
+	handler, max := srv.handler, srv.limits.MaxMessageBytes
+	if s.bounces {
+		handler, max = srv.bounces, srv.bounceMax
+	}
 	buf := srv.getBodyBuf()
 	defer srv.putBodyBuf(buf)
-	body := newBodyReader(r, buf[:], srv.limits.MaxMessageBytes)
-	id, err := srv.handler.Handle(srv.ctx, env, body)
+	body := newBodyReader(r, buf[:], max)
+	id, err := handler.Handle(srv.ctx, env, body)
 	reply := s.outcome(body, id, err)
 
 	if ce := srv.log.Check(zap.InfoLevel, "smtp message"); ce != nil {
