@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -155,12 +156,16 @@ const defaultWait = 30 * time.Second
 func (s *Server) v1Wait(w http.ResponseWriter, r *http.Request, scope store.Scope) error {
 	c := s.st
 	q := r.URL.Query()
-	sq, err := parseSearch(q, scope, "since", "timeout", "limit")
+	// In this route since is the cursor, not a date.
+	filters := maps.Clone(q)
+	delete(filters, "since")
+	sq, err := parseSearch(filters, scope, "timeout", "limit")
 	if err != nil {
 		return err
 	}
-	// In this route since is the cursor, not a date.
-	sq.Since = time.Time{}
+	if len(q["since"]) > 1 {
+		return errorf(http.StatusBadRequest, `parameter "since" is given more than once`)
+	}
 	if sq.Limit, err = parseLimit(q, 10, 100); err != nil {
 		return err
 	}

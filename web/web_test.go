@@ -45,6 +45,12 @@ type fixture struct {
 
 func newFixture(t testing.TB, log *zap.Logger) *fixture {
 	t.Helper()
+	return newFixtureConfig(t, Config{}, log)
+}
+
+// newFixtureConfig is newFixture with a Config.
+func newFixtureConfig(t testing.TB, cfg Config, log *zap.Logger) *fixture {
+	t.Helper()
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -63,7 +69,9 @@ func newFixture(t testing.TB, log *zap.Logger) *fixture {
 		keyAdmin: {All: true},
 		keyNone:  {},
 	})
-	return &fixture{t: t, st: db, srv: New(Config{}, db, keys, log)}
+	srv := New(cfg, db, keys, log)
+	t.Cleanup(srv.Close)
+	return &fixture{t: t, st: db, srv: srv}
 }
 
 // accept stores raw as captured mail submitted by login.
