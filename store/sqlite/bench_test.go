@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -231,4 +232,167 @@ func BenchmarkInboxMessage(b *testing.B) {
 		}
 	}
 	reportCPU(b, cpu, i)
+}
+
+// acceptMany accepts n messages made by mk from 32 producers, through the
+// real write path (group commit, fsync).
+func acceptMany(b *testing.B, db *sqlite.DB, n int, mk func(i int) *store.Message) {
+	b.Helper()
+	start := time.Now()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for w := 0; w < 32; w++ {
+		wg.Go(func() {
+			for i := range next {
+				if err := db.Accept(context.Background(), mk(i)); err != nil {
+					failed.Store(err)
+				}
+			}
+		})
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("accepted %d messages in %v", n, time.Since(start).Round(time.Millisecond))
+}
+
+// words is the vocabulary of the benchmark texts.
+func words() []string {
+	var out []string
+	for _, a := range []string{"order", "ship", "track", "pay", "bill", "cart", "deal", "sale", "news", "club"} {
+		for _, s := range []string{"", "ed", "ing", "s", "er", "ment", "able", "ful", "less", "ly"} {
+			for _, p := range []string{"", "re", "pre", "un", "over"} {
+				out = append(out, p+a+s)
+			}
+		}
+	}
+	return out
+}
+
+// benchText is message i's readable text: about 600 bytes of words, with
+// "rarezebra" in one message of 1000.
+func benchText(vocab []string, i int) string {
+	var sb strings.Builder
+	x := uint32(i*2654435761 + 1)
+	for sb.Len() < 600 {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		sb.WriteString(vocab[x%uint32(len(vocab))])
+		sb.WriteByte(' ')
+	}
+	if i%1000 == 999 {
+		sb.WriteString("RareZebra")
+	}
+	return sb.String()
+}
+
+// BenchmarkSearchText searches the subject and text of a store of 100,000
+// captured messages, scoped to one login: a word that most messages hold
+// (the first page fills at once), one that a message in 1,000 holds, and
+// one that none holds (every message is read).
+func BenchmarkSearchText(b *testing.B) {
+	db, err := sqlite.Open(context.Background(), b.TempDir(), zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	raw := fiveKB("search")[:1500]
+	sum, err := summary.Parse(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	vocab := words()
+	acceptMany(b, db, largeMessages, func(i int) *store.Message {
+		m := newMessage(raw, sum, fmt.Sprintf("user%d@example.org", i%largeInboxes))
+		m.Text = benchText(vocab, i)
+		if i%7 == 6 {
+			m.Login = "other"
+		}
+		return m
+	})
+	scope := store.Scope{Logins: []string{"app"}}
+	for _, tt := range []struct {
+		name, text string
+		min        int
+	}{{"common", "order", 50}, {"rare", "rarezebra", 50}, {"absent", "no-such-word", 0}} {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu := cpuTime(b)
+			n := 0
+			for b.Loop() {
+				n++
+				msgs, err := db.Search(context.Background(), store.SearchQuery{Scope: scope, Text: tt.text})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(msgs) < tt.min || tt.min == 0 && len(msgs) != 0 {
+					b.Fatalf("%q: %d messages", tt.text, len(msgs))
+				}
+			}
+			reportCPU(b, cpu, n)
+		})
+	}
+}
+
+// BenchmarkClaimComplete claims deliveries from a queue of 100,000 due
+// deliveries in batches of 10 and completes each one (sent, with one event),
+// as a relay worker does: one op is one delivery claimed and completed.
+func BenchmarkClaimComplete(b *testing.B) {
+	db, err := sqlite.Open(context.Background(), b.TempDir(), zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	raw := fiveKB("relay")[:1500]
+	sum, err := summary.Parse(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	due := time.Now().Add(-time.Hour)
+	acceptMany(b, db, largeMessages, func(i int) *store.Message {
+		rcpt := fmt.Sprintf("user%d@example.org", i)
+		m := newMessage(raw, sum, rcpt)
+		m.Route = "mx"
+		m.Deliveries = []*store.Delivery{{Route: "mx", Domain: "example.org", NextAttempt: due.Add(time.Duration(i) * time.Millisecond),
+			Expires: due.Add(48 * time.Hour), Recipients: []store.RecipientDelivery{{Address: rcpt}}}}
+		return m
+	})
+	ctx := context.Background()
+	now := time.Now()
+	var claimed []*store.Delivery
+	b.ReportAllocs()
+	cpu := cpuTime(b)
+	done := 0
+	for b.Loop() {
+		if len(claimed) == 0 {
+			if claimed, err = db.ClaimDeliveries(ctx, "bench", now, 10, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			if len(claimed) == 0 {
+				b.Fatalf("queue empty after %d", done)
+			}
+		}
+		d := claimed[0]
+		claimed = claimed[1:]
+		rcpt := d.Recipients[0].Address
+		o := store.Outcome{
+			Attempt:    store.Attempt{Time: now, Host: "mx.example.org:25", Reply: "250 2.0.0 ok", Duration: 80 * time.Millisecond},
+			Recipients: []store.RecipientDelivery{{Address: rcpt, State: store.RecipientSent, Reply: "250 2.0.0 ok"}},
+			State:      store.DeliverySent,
+			Events:     []*store.Event{{Type: store.EventSent, Recipient: rcpt, Time: now, Reply: "250 2.0.0 ok"}},
+		}
+		if err := db.CompleteAttempt(ctx, d.ID, "bench", o); err != nil {
+			b.Fatal(err)
+		}
+		done++
+	}
+	reportCPU(b, cpu, done)
+	b.ReportMetric(float64(done)/b.Elapsed().Seconds(), "deliveries/s")
 }
