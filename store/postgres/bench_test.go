@@ -13,7 +13,7 @@ import (
 )
 
 // message5KB makes a captured message of about 5 KB to two recipients.
-func message5KB(b *testing.B, i int) *store.Message {
+func message5KB(b testing.TB, i int) *store.Message {
 	m := testMessage(b, fmt.Sprintf("login%d", i%3), store.RouteCapture, fmt.Sprintf("rcpt%d@example.org", i%50), "all@example.org")
 	body := strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing elit. 0123456789\r\n", 72)
 	m.Raw = append(m.Raw, body...)
@@ -73,7 +73,7 @@ func BenchmarkAccept5KB(b *testing.B) {
 // seedInbox inserts n captured messages straight into the tables (much
 // faster than Accept): every one in bench@example.org and in one of 100
 // other inboxes, submitted by login0 or login1 in turn.
-func seedInbox(b *testing.B, db *DB, n int) {
+func seedInbox(b testing.TB, db *DB, n int) {
 	b.Helper()
 	m := testMessage(b, "login0", store.RouteCapture, "bench@example.org")
 	req, _, err := encodeRequest(m, time.Now())

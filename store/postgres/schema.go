@@ -202,20 +202,29 @@ var trigramIndexes = [...]string{"subject", "from_text", "to_text"}
 // ensureTrigram makes pg_trgm available if it can (the extension exists,
 // or this role may create it) and indexes the search columns with it. It
 // reports whether the indexes are in place; without them search falls
-// back to plain ILIKE scans.
+// back to plain ILIKE scans. The first Open after pg_trgm becomes
+// available builds the indexes, blocking writes to messages meanwhile.
 func (db *DB) ensureTrigram(ctx context.Context) (bool, error) {
 	extSchema, err := db.trigramSchema(ctx)
 	if err != nil || extSchema == "" {
 		return false, err
 	}
-	for _, col := range trigramIndexes {
-		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS messages_trgm_%s ON messages USING gin (%s %s.gin_trgm_ops) WHERE route = 'capture'`,
-			col, col, pgx.Identifier{extSchema}.Sanitize())
-		if _, err := db.pool.Exec(ctx, q); err != nil {
-			return false, fmt.Errorf("create trigram index on %s: %w", col, err)
+	// Under the lock: CREATE INDEX IF NOT EXISTS is not safe against a
+	// concurrent one.
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockSeq, db.lockKey); err != nil {
+			return err
 		}
-	}
-	return true, nil
+		for _, col := range trigramIndexes {
+			q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS messages_trgm_%s ON messages USING gin (%s %s.gin_trgm_ops) WHERE route = 'capture'`,
+				col, col, pgx.Identifier{extSchema}.Sanitize())
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return fmt.Errorf("create trigram index on %s: %w", col, err)
+			}
+		}
+		return nil
+	})
+	return err == nil, err
 }
 
 // trigramSchema returns the schema pg_trgm is installed in, installing it
