@@ -1,0 +1,235 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/smtpgate/smtpgate/relay/dkim"
+	"github.com/smtpgate/smtpgate/store"
+)
+
+// Worker delivers the relay queue: it claims due deliveries from the store,
+// runs their attempts concurrently within the routes' limits, and records
+// each outcome. Several workers (processes) may share one store, each with
+// its own Owner.
+type Worker struct {
+	cfg  Config
+	q    store.Queue
+	st   MessageSource
+	log  *zap.Logger
+	wake chan struct{}
+
+	mu  sync.RWMutex
+	set *settings // the Settings in force, compiled
+}
+
+// settings is a compiled Settings.
+type settings struct {
+	routes        map[string]*route
+	signer        *dkim.Signer
+	signingDomain func(login string) string
+	bounce        VERP
+}
+
+// NewWorker checks cfg and returns a Worker; Run starts it.
+func NewWorker(cfg Config, q store.Queue, st MessageSource, log *zap.Logger) (*Worker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{cfg: cfg, q: q, st: st, log: log, wake: make(chan struct{}, 1)}
+	if err := w.Reload(cfg.Settings); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Reload replaces the routes, the signer and the VERP codec (a policy
+// reload). Attempts in progress finish with what they started with. On an
+// error nothing changes.
+func (w *Worker) Reload(s Settings) error {
+	routes, err := compileRoutes(s.Routes, &w.cfg)
+	if err != nil {
+		return err
+	}
+	signer := s.Signer
+	if signer == nil {
+		signer = dkim.NewSigner(nil, dkim.Options{}) // normalises line endings only
+	}
+	w.mu.Lock()
+	w.set = &settings{routes: routes, signer: signer, signingDomain: s.SigningDomain, bounce: s.Bounce}
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *Worker) settings() *settings {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.set
+}
+
+// Notify tells the worker that new work may be due (a message was just
+// accepted, a delivery retried through the API), so that it looks at the
+// queue now rather than at its next poll. It never blocks.
+func (w *Worker) Notify() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// job is a claimed delivery.
+type job struct {
+	d          *store.Delivery
+	route      *route // nil when the route is not configured
+	leaseUntil time.Time
+}
+
+// finished is what an attempt reports back to the scheduler.
+type finished struct {
+	j        *job
+	slowDown bool
+}
+
+// Run delivers until ctx ends. Then it stops claiming, lets the attempts
+// in progress finish for up to ShutdownGrace, interrupts the rest (their
+// outcome is still recorded: what was sent stays sent, the rest is due
+// again at once), and returns the deliveries it claimed but never started
+// to the queue. It returns nil after a clean shutdown. Call it once.
+func (w *Worker) Run(ctx context.Context) error {
+	lim := newLimits(w.cfg.SlowDownPeriod)
+	done := make(chan finished)
+	attemptCtx, interrupt := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer interrupt(nil)
+
+	var held []*job // claimed, waiting for a concurrency or rate slot
+	running := 0
+	more := true // the queue may hold due work
+	poll := time.NewTicker(w.cfg.PollInterval)
+	defer poll.Stop()
+	rate := time.NewTimer(time.Hour)
+	rate.Stop()
+	claimBatch := max(1, w.cfg.MaxInFlight/10)
+
+	for {
+		set := w.settings()
+		now := time.Now()
+		var wait time.Duration
+		held, wait = w.dispatch(attemptCtx, lim, set, held, &running, done, now)
+		if wait > 0 {
+			rate.Reset(wait)
+		}
+
+		free := w.cfg.MaxInFlight - running - len(held)
+		if more && free > 0 && (free >= claimBatch || running+len(held) == 0) {
+			claimed, err := w.q.ClaimDeliveries(ctx, w.cfg.Owner, w.cfg.Now(), free, w.cfg.Lease)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				w.log.Error("relay: claim deliveries", zap.Error(err))
+				more = false // try again at the next poll
+			case err == nil:
+				leaseUntil := time.Now().Add(w.cfg.Lease)
+				for _, d := range claimed {
+					held = append(held, &job{d: d, route: set.routes[d.Route], leaseUntil: leaseUntil})
+				}
+				more = len(claimed) == free
+				if len(claimed) > 0 {
+					continue // start them
+				}
+			}
+		}
+
+		select {
+		case <-ctx.Done():
+			return w.shutdown(ctx, interrupt, done, running, len(held))
+		case <-w.wake:
+			more = true
+		case <-poll.C:
+			more = true
+			lim.prune(set.routes, time.Now())
+		case <-rate.C:
+		case f := <-done:
+			running--
+			if f.j.route != nil {
+				lim.done(f.j.route, f.j.d.Domain, f.slowDown, time.Now())
+				if f.slowDown {
+					w.log.Info("relay: destination asked to slow down",
+						zap.String("route", f.j.route.Name), zap.String("domain", f.j.d.Domain),
+						zap.Int("concurrency", lim.bound(f.j.route, f.j.d.Domain, time.Now())))
+				}
+			}
+		}
+	}
+}
+
+// dispatch starts the held jobs that fit the limits, in claim order, and
+// returns those still waiting and, when some wait only for the rate, the
+// shortest such wait.
+func (w *Worker) dispatch(ctx context.Context, lim *limits, set *settings, held []*job, running *int, done chan<- finished, now time.Time) ([]*job, time.Duration) {
+	var wait time.Duration
+	kept := held[:0]
+	for _, j := range held {
+		if j.route == nil {
+			// Not configured (yet): recorded as a temporary failure, no
+			// limits apply.
+			if r := set.routes[j.d.Route]; r != nil {
+				j.route = r
+			}
+		}
+		if j.route != nil {
+			ok, rw := lim.admit(j.route, j.d.Domain, now)
+			if !ok {
+				if rw > 0 && (wait == 0 || rw < wait) {
+					wait = rw
+				}
+				if now.Add(w.cfg.AttemptTimeout).After(j.leaseUntil) {
+					// It could not finish within its lease any more: drop
+					// it; it is claimed again when the lease expires.
+					w.log.Debug("relay: lease ran out while throttled", zap.Int64("delivery", j.d.ID))
+					continue
+				}
+				kept = append(kept, j)
+				continue
+			}
+			lim.start(j.route, j.d.Domain, now)
+		}
+		*running++
+		go func() {
+			slow := w.attempt(ctx, set, j)
+			done <- finished{j: j, slowDown: slow}
+		}()
+	}
+	clear(held[len(kept):])
+	return kept, wait
+}
+
+// shutdown waits for the attempts in progress, interrupting them after the
+// grace period, and releases the leases of the rest.
+func (w *Worker) shutdown(ctx context.Context, interrupt context.CancelCauseFunc, done <-chan finished, running, held int) error {
+	w.log.Info("relay: stopping", zap.Int("in_progress", running), zap.Int("waiting", held))
+	grace := time.NewTimer(w.cfg.ShutdownGrace)
+	defer grace.Stop()
+	for running > 0 {
+		select {
+		case <-done:
+			running--
+		case <-grace.C:
+			w.log.Warn("relay: interrupting attempts after the shutdown grace period", zap.Int("in_progress", running))
+			interrupt(errShutdown)
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := w.q.ReleaseDeliveries(rctx, w.cfg.Owner); err != nil {
+		return fmt.Errorf("relay: release deliveries at shutdown: %w", err)
+	}
+	return nil
+}
+
+// errShutdown is the cause of attempts interrupted at shutdown.
+var errShutdown = errors.New("relay: shutting down")
