@@ -136,6 +136,36 @@ CREATE INDEX webhook_jobs_due ON webhook_jobs (next_attempt, id) WHERE state IN 
 CREATE INDEX webhook_jobs_by_webhook ON webhook_jobs (webhook, id);
 CREATE INDEX webhook_jobs_by_owner ON webhook_jobs (lease_owner) WHERE lease_owner != '';
 `,
+		// 3: the search table of captured messages: what a SearchQuery
+		// matches, lower-cased, dense, scanned newest first. Accept fills
+		// it; here it is filled from what version 2 stored (SQL lower()
+		// folds ASCII only, Accept folds Unicode).
+		`
+CREATE TABLE search (
+	seq      INTEGER PRIMARY KEY REFERENCES messages(seq) ON DELETE CASCADE,
+	login    TEXT    NOT NULL,
+	received INTEGER NOT NULL,             -- Unix milliseconds
+	attach   INTEGER NOT NULL,             -- 1 if the summary lists attachments
+	sender   TEXT    NOT NULL,             -- envelope sender, From names and addresses, one per line
+	rcpt     TEXT    NOT NULL,             -- envelope recipients, To and Cc names and addresses
+	subject  TEXT    NOT NULL,
+	text     TEXT    NOT NULL              -- Message.Text; last, so that other scans skip it
+);
+INSERT INTO search (seq, login, received, attach, sender, rcpt, subject, text)
+SELECT m.seq, m.login, m.received,
+	COALESCE(json_array_length(m.summary, '$.attachments'), 0) > 0,
+	lower(m.mail_from || COALESCE((SELECT group_concat(char(10) || COALESCE(json_extract(a.value, '$.name'), '') || char(10) ||
+		COALESCE(json_extract(a.value, '$.address'), ''), '') FROM json_each(m.summary, '$.from') a), '')),
+	lower(COALESCE((SELECT group_concat(r.value, char(10)) FROM json_each(m.recipients) r), '') ||
+		COALESCE((SELECT group_concat(char(10) || COALESCE(json_extract(a.value, '$.name'), '') || char(10) ||
+			COALESCE(json_extract(a.value, '$.address'), ''), '') FROM json_each(m.summary, '$.to') a), '') ||
+		COALESCE((SELECT group_concat(char(10) || COALESCE(json_extract(a.value, '$.name'), '') || char(10) ||
+			COALESCE(json_extract(a.value, '$.address'), ''), '') FROM json_each(m.summary, '$.cc') a), '')),
+	lower(COALESCE(json_extract(m.summary, '$.subject'), '')),
+	lower(b.text)
+FROM messages m JOIN bodies b ON b.seq = m.seq
+WHERE m.route = 'capture';
+`,
 	}
 }
 

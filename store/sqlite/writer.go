@@ -55,7 +55,8 @@ type row struct {
 	received, size, sendAt                                       int64
 	recipients, summary, tags, metadata, processing              []byte // JSON
 	raw, original                                                []byte
-	inboxes                                                      []string // capture index entries
+	inboxes                                                      []string   // capture index entries
+	search                                                       *searchRow // captured messages only
 	events                                                       []*store.Event
 	deliveries                                                   []*store.Delivery // copies with the defaults filled in
 	deliveryRecipients                                           [][]byte          // JSON of each delivery's Recipients
@@ -192,6 +193,7 @@ func encodeRow(msg *store.Message) (*row, error) {
 	}
 	if msg.Route == store.RouteCapture {
 		r.inboxes = store.Inboxes(msg.Recipients)
+		r.search = newSearchRow(msg)
 	}
 	return r, nil
 }
@@ -378,13 +380,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // writeStatements are the statements prepared on the writer's connection.
 func writeStatements() []string {
-	return []string{insertMessage, insertBody, insertInbox, updateLastSeq, insertEvent, insertDelivery}
+	return []string{insertMessage, insertBody, insertInbox, insertSearch, updateLastSeq, insertEvent, insertDelivery}
 }
 
 // txStatements are the writer's prepared statements bound to one
 // transaction.
 type txStatements struct {
-	message, body, inbox, event, delivery *sql.Stmt
+	message, body, inbox, search, event, delivery *sql.Stmt
 }
 
 func (db *DB) txStatements(ctx context.Context, tx *sql.Tx) *txStatements {
@@ -392,6 +394,7 @@ func (db *DB) txStatements(ctx context.Context, tx *sql.Tx) *txStatements {
 		message:  tx.StmtContext(ctx, db.stmts[insertMessage]),
 		body:     tx.StmtContext(ctx, db.stmts[insertBody]),
 		inbox:    tx.StmtContext(ctx, db.stmts[insertInbox]),
+		search:   tx.StmtContext(ctx, db.stmts[insertSearch]),
 		event:    tx.StmtContext(ctx, db.stmts[insertEvent]),
 		delivery: tx.StmtContext(ctx, db.stmts[insertDelivery]),
 	}
@@ -416,6 +419,11 @@ func (st *txStatements) insertRow(ctx context.Context, seq int64, r *row) error 
 			if _, err := st.inbox.ExecContext(ctx, inbox, seq, r.id, r.login); err != nil {
 				return fmt.Errorf("insert inbox %s: %w", inbox, err)
 			}
+		}
+	}
+	if s := r.search; s != nil {
+		if _, err := st.search.ExecContext(ctx, seq, r.login, r.received, s.attach, s.sender, s.rcpt, s.subject, s.text); err != nil {
+			return fmt.Errorf("insert search row: %w", err)
 		}
 	}
 	r.eventSeqs = r.eventSeqs[:0]
