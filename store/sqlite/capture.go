@@ -24,7 +24,7 @@ func (db *DB) DeleteInboxMessage(ctx context.Context, inbox, id string, scope st
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var seq int64
 		var login string
-		err := tx.QueryRowContext(ctx, `SELECT i.seq, i.login FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq
+		err := db.txQueryRow(ctx, tx, `SELECT i.seq, i.login FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq
 WHERE m.id = ?`, inbox, id).Scan(&seq, &login)
 		if errors.Is(err, sql.ErrNoRows) || err == nil && !scope.Allows(login) {
 			return store.ErrNotFound
@@ -32,10 +32,10 @@ WHERE m.id = ?`, inbox, id).Scan(&seq, &login)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM inbox WHERE inbox = ? AND seq = ?`, inbox, seq); err != nil {
+		if _, err := db.txExec(ctx, tx, `DELETE FROM inbox WHERE inbox = ? AND seq = ?`, inbox, seq); err != nil {
 			return err
 		}
-		return deleteOrphans(ctx, tx, []int64{seq})
+		return db.deleteOrphans(ctx, tx, []int64{seq})
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("sqlite: delete %s from %s: %w", id, inbox, err)
@@ -45,9 +45,9 @@ WHERE m.id = ?`, inbox, id).Scan(&seq, &login)
 
 // deleteOrphans removes the captured messages among seqs that no inbox
 // holds any more; their bodies and events go by cascade.
-func deleteOrphans(ctx context.Context, tx *sql.Tx, seqs []int64) error {
+func (db *DB) deleteOrphans(ctx context.Context, tx *sql.Tx, seqs []int64) error {
 	for _, seq := range seqs {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ? AND route = ?
+		if _, err := db.txExec(ctx, tx, `DELETE FROM messages WHERE seq = ? AND route = ?
 AND NOT EXISTS (SELECT 1 FROM inbox WHERE seq = ?)`, seq, store.RouteCapture, seq); err != nil {
 			return fmt.Errorf("delete message %d: %w", seq, err)
 		}
@@ -144,7 +144,7 @@ func (db *DB) DeleteInbox(ctx context.Context, inbox string, scope store.Scope) 
 	var n int
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		n = 0
-		rows, err := tx.QueryContext(ctx, `SELECT seq, login FROM inbox WHERE inbox = ?`, inbox)
+		rows, err := db.txQuery(ctx, tx, `SELECT seq, login FROM inbox WHERE inbox = ?`, inbox)
 		if err != nil {
 			return err
 		}
@@ -165,12 +165,12 @@ func (db *DB) DeleteInbox(ctx context.Context, inbox string, scope store.Scope) 
 			return err
 		}
 		for _, seq := range seqs {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM inbox WHERE inbox = ? AND seq = ?`, inbox, seq); err != nil {
+			if _, err := db.txExec(ctx, tx, `DELETE FROM inbox WHERE inbox = ? AND seq = ?`, inbox, seq); err != nil {
 				return err
 			}
 		}
 		n = len(seqs)
-		return deleteOrphans(ctx, tx, seqs)
+		return db.deleteOrphans(ctx, tx, seqs)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: delete inbox %s: %w", inbox, err)
@@ -188,7 +188,7 @@ func (db *DB) SetRead(ctx context.Context, inbox, id string, scope store.Scope, 
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var seq int64
 		var login string
-		err := tx.QueryRowContext(ctx, `SELECT i.seq, i.login FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq
+		err := db.txQueryRow(ctx, tx, `SELECT i.seq, i.login FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq
 WHERE m.id = ?`, inbox, id).Scan(&seq, &login)
 		if errors.Is(err, sql.ErrNoRows) || err == nil && !scope.Allows(login) {
 			return store.ErrNotFound
@@ -196,7 +196,7 @@ WHERE m.id = ?`, inbox, id).Scan(&seq, &login)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE inbox SET read = ? WHERE inbox = ? AND seq = ?`, read, inbox, seq)
+		_, err = db.txExec(ctx, tx, `UPDATE inbox SET read = ? WHERE inbox = ? AND seq = ?`, read, inbox, seq)
 		return err
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -229,7 +229,7 @@ func (db *DB) Prune(ctx context.Context, r store.Retention, now time.Time, batch
 			conds = append(conds, `seq < (SELECT seq FROM messages WHERE login = ? AND route = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`)
 			args = append(args, r.Login, store.RouteCapture, r.MaxCount-1)
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE seq IN (SELECT seq FROM messages
+		res, err := db.txExec(ctx, tx, `DELETE FROM messages WHERE seq IN (SELECT seq FROM messages
 WHERE login = ? AND route = ? AND (`+strings.Join(conds, " OR ")+`) ORDER BY seq LIMIT ?)`, append(args, batch)...)
 		if err != nil {
 			return err

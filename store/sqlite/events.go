@@ -50,7 +50,7 @@ func (db *DB) AddEvents(ctx context.Context, events ...*store.Event) error {
 		ins := tx.StmtContext(ctx, db.stmts[insertEvent])
 		for i, e := range events {
 			var messageSeq int64
-			err := tx.QueryRowContext(ctx, `SELECT seq, login FROM messages WHERE id = ?`, e.MessageID).Scan(&messageSeq, &logins[i])
+			err := db.txQueryRow(ctx, tx, selectMessageOfEvent, e.MessageID).Scan(&messageSeq, &logins[i])
 			if errors.Is(err, sql.ErrNoRows) {
 				return store.ErrNotFound
 			}

@@ -41,14 +41,12 @@ func scanDelivery(s scanner) (*store.Delivery, error) {
 
 // claim leases up to limit due rows of table (deliveries or webhook_jobs)
 // to owner and returns their ids, oldest NextAttempt first.
-func claim(ctx context.Context, tx *sql.Tx, table, owner string, now time.Time, limit int, lease time.Duration) ([]int64, error) {
+func (db *DB) claim(ctx context.Context, tx *sql.Tx, table, owner string, now time.Time, limit int, lease time.Duration) ([]int64, error) {
 	if owner == "" {
 		return nil, errors.New("empty lease owner")
 	}
 	n := unixNano(now)
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM `+table+`
-WHERE state IN ('queued', 'deferred') AND next_attempt <= ? AND (lease_owner = '' OR lease_until <= ?)
-ORDER BY next_attempt, id LIMIT ?`, n, n, limit)
+	rows, err := db.txQuery(ctx, tx, claimDue(table), n, n, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +65,7 @@ ORDER BY next_attempt, id LIMIT ?`, n, n, limit)
 	}
 	until := unixNano(now.Add(lease))
 	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET lease_owner = ?, lease_until = ? WHERE id = ?`, owner, until, id); err != nil {
+		if _, err := db.txExec(ctx, tx, setLease(table), owner, until, id); err != nil {
 			return nil, err
 		}
 	}
@@ -84,12 +82,12 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 	var out []*store.Delivery
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		out = []*store.Delivery{}
-		ids, err := claim(ctx, tx, "deliveries", owner, now, limit, lease)
+		ids, err := db.claim(ctx, tx, "deliveries", owner, now, limit, lease)
 		if err != nil {
 			return err
 		}
 		for _, id := range ids {
-			d, err := scanDelivery(tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = ?`, id))
+			d, err := scanDelivery(db.txQueryRow(ctx, tx, selectDelivery, id))
 			if err != nil {
 				return err
 			}
@@ -106,9 +104,9 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 // holdsLease checks that owner holds the lease on row id of table:
 // store.ErrNotFound if there is no such row, store.ErrLeaseLost if another
 // owner (or none) holds it.
-func holdsLease(ctx context.Context, tx *sql.Tx, table string, id int64, owner string) error {
+func (db *DB) holdsLease(ctx context.Context, tx *sql.Tx, table string, id int64, owner string) error {
 	var leaseOwner string
-	err := tx.QueryRowContext(ctx, `SELECT lease_owner FROM `+table+` WHERE id = ?`, id).Scan(&leaseOwner)
+	err := db.txQueryRow(ctx, tx, selectLease(table), id).Scan(&leaseOwner)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.ErrNotFound
 	}
@@ -141,13 +139,13 @@ func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o sto
 	seqs := make([]int64, len(o.Events))
 	var messageID, login string
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := holdsLease(ctx, tx, "deliveries", id, owner); err != nil {
+		if err := db.holdsLease(ctx, tx, "deliveries", id, owner); err != nil {
 			return err
 		}
 		var messageSeq int64
 		var attempts int
 		var next int64
-		if err := tx.QueryRowContext(ctx, `SELECT message_seq, message_id, login, attempts, next_attempt FROM deliveries WHERE id = ?`, id).
+		if err := db.txQueryRow(ctx, tx, selectDeliveryState, id).
 			Scan(&messageSeq, &messageID, &login, &attempts, &next); err != nil {
 			return err
 		}
@@ -155,15 +153,14 @@ func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o sto
 		if at.IsZero() {
 			at = time.Now()
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (delivery_id, n, time, host, reply, duration) VALUES (?, ?, ?, ?, ?, ?)`,
+		if _, err := db.txExec(ctx, tx, insertAttempt,
 			id, attempts+1, unixNano(at), o.Attempt.Host, o.Attempt.Reply, int64(o.Attempt.Duration)); err != nil {
 			return err
 		}
 		if o.State == store.DeliveryDeferred || !o.NextAttempt.IsZero() {
 			next = unixNano(o.NextAttempt)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET recipients = COALESCE(?, recipients), state = ?, attempts = ?, next_attempt = ?,
-last_reply = ?, updated = ?, lease_owner = '', lease_until = 0 WHERE id = ?`,
+		if _, err := db.txExec(ctx, tx, updateDeliveryResult,
 			recipients, o.State, attempts+1, next, o.Attempt.Reply, unixNano(at), id); err != nil {
 			return err
 		}
@@ -192,7 +189,7 @@ last_reply = ?, updated = ?, lease_owner = '', lease_until = 0 WHERE id = ?`,
 // unchanged.
 func (db *DB) ReleaseDeliveries(ctx context.Context, owner string) error {
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE deliveries SET lease_owner = '', lease_until = 0 WHERE lease_owner = ?`, owner)
+		_, err := db.txExec(ctx, tx, `UPDATE deliveries SET lease_owner = '', lease_until = 0 WHERE lease_owner = ?`, owner)
 		return err
 	})
 	if err != nil {
@@ -293,9 +290,9 @@ func (db *DB) Attempts(ctx context.Context, id int64, scope store.Scope) ([]stor
 
 // pendingDelivery loads a delivery in scope for RetryNow and
 // CancelDelivery, checking that it is queued or deferred.
-func pendingDelivery(ctx context.Context, tx *sql.Tx, id int64, scope store.Scope) (*store.Delivery, int64, error) {
+func (db *DB) pendingDelivery(ctx context.Context, tx *sql.Tx, id int64, scope store.Scope) (*store.Delivery, int64, error) {
 	var messageSeq int64
-	d, err := scanDelivery(tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = ?`, id))
+	d, err := scanDelivery(db.txQueryRow(ctx, tx, selectDelivery, id))
 	if errors.Is(err, sql.ErrNoRows) || err == nil && !scope.Allows(d.Login) {
 		return nil, 0, store.ErrNotFound
 	}
@@ -305,7 +302,7 @@ func pendingDelivery(ctx context.Context, tx *sql.Tx, id int64, scope store.Scop
 	if d.State != store.DeliveryQueued && d.State != store.DeliveryDeferred {
 		return nil, 0, store.ErrState
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT message_seq FROM deliveries WHERE id = ?`, id).Scan(&messageSeq); err != nil {
+	if err := db.txQueryRow(ctx, tx, `SELECT message_seq FROM deliveries WHERE id = ?`, id).Scan(&messageSeq); err != nil {
 		return nil, 0, err
 	}
 	return d, messageSeq, nil
@@ -315,10 +312,10 @@ func pendingDelivery(ctx context.Context, tx *sql.Tx, id int64, scope store.Scop
 // if it is not in scope, store.ErrState if it is in another state.
 func (db *DB) RetryNow(ctx context.Context, id int64, scope store.Scope, now time.Time) error {
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, _, err := pendingDelivery(ctx, tx, id, scope); err != nil {
+		if _, _, err := db.pendingDelivery(ctx, tx, id, scope); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE deliveries SET next_attempt = ?, updated = ? WHERE id = ?`, unixNano(now), unixNano(now), id)
+		_, err := db.txExec(ctx, tx, `UPDATE deliveries SET next_attempt = ?, updated = ? WHERE id = ?`, unixNano(now), unixNano(now), id)
 		return err
 	})
 	return queueError("retry", id, err)
@@ -328,14 +325,14 @@ func (db *DB) RetryNow(ctx context.Context, id int64, scope store.Scope, now tim
 // otherwise): every pending recipient becomes failed, with a failed event.
 func (db *DB) CancelDelivery(ctx context.Context, id int64, scope store.Scope, now time.Time) error {
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		d, messageSeq, err := pendingDelivery(ctx, tx, id, scope)
+		d, messageSeq, err := db.pendingDelivery(ctx, tx, id, scope)
 		if err != nil {
 			return err
 		}
 		// An attempt in flight decides the recipients' fate: its outcome
 		// must not be dropped, so the cancel waits for it.
 		var inFlight bool
-		if err := tx.QueryRowContext(ctx, `SELECT lease_owner != '' AND lease_until > ? FROM deliveries WHERE id = ?`,
+		if err := db.txQueryRow(ctx, tx, `SELECT lease_owner != '' AND lease_until > ? FROM deliveries WHERE id = ?`,
 			unixNano(now), id).Scan(&inFlight); err != nil {
 			return err
 		}
@@ -357,7 +354,7 @@ func (db *DB) CancelDelivery(ctx context.Context, id int64, scope store.Scope, n
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, recipients = ?, updated = ?, lease_owner = '', lease_until = 0
+		_, err = db.txExec(ctx, tx, `UPDATE deliveries SET state = ?, recipients = ?, updated = ?, lease_owner = '', lease_until = 0
 WHERE id = ?`, store.DeliveryCancelled, recipients, unixNano(now), id)
 		return err
 	})

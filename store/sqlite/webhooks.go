@@ -52,11 +52,11 @@ func (db *DB) EnqueueWebhookJobs(ctx context.Context, webhook string, types []st
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		consumed = 0
 		var cursor int64
-		err := tx.QueryRowContext(ctx, `SELECT last_seq FROM webhook_cursors WHERE webhook = ?`, webhook).Scan(&cursor)
+		err := db.txQueryRow(ctx, tx, selectCursor, webhook).Scan(&cursor)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT seq, login, type FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, cursor, limit)
+		rows, err := db.txQuery(ctx, tx, selectNewEvents, cursor, limit)
 		if err != nil {
 			return err
 		}
@@ -85,13 +85,11 @@ func (db *DB) EnqueueWebhookJobs(ctx context.Context, webhook string, types []st
 			if len(want) > 0 && !want[e.kind] {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_jobs (webhook, event_seq, login, state, next_attempt, created, updated)
-VALUES (?, ?, ?, ?, ?, ?, ?)`, webhook, e.seq, e.login, jobQueued, n, n, n); err != nil {
+			if _, err := db.txExec(ctx, tx, insertJob, webhook, e.seq, e.login, jobQueued, n, n, n); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_cursors (webhook, last_seq) VALUES (?, ?)
-ON CONFLICT (webhook) DO UPDATE SET last_seq = excluded.last_seq`, webhook, evs[len(evs)-1].seq); err != nil {
+		if _, err := db.txExec(ctx, tx, upsertCursor, webhook, evs[len(evs)-1].seq); err != nil {
 			return err
 		}
 		consumed = len(evs)
@@ -112,12 +110,12 @@ func (db *DB) ClaimWebhookJobs(ctx context.Context, owner string, now time.Time,
 	var out []*store.WebhookJob
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		out = []*store.WebhookJob{}
-		ids, err := claim(ctx, tx, "webhook_jobs", owner, now, limit, lease)
+		ids, err := db.claim(ctx, tx, "webhook_jobs", owner, now, limit, lease)
 		if err != nil {
 			return err
 		}
 		for _, id := range ids {
-			j, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM webhook_jobs WHERE id = ?`, id))
+			j, err := scanJob(db.txQueryRow(ctx, tx, selectJob, id))
 			if err != nil {
 				return err
 			}
@@ -141,17 +139,11 @@ func (db *DB) CompleteWebhookJob(ctx context.Context, id int64, owner string, st
 		return fmt.Errorf("sqlite: complete webhook job %d: bad state %q", id, state)
 	}
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := holdsLease(ctx, tx, "webhook_jobs", id, owner); err != nil {
+		if err := db.holdsLease(ctx, tx, "webhook_jobs", id, owner); err != nil {
 			return err
 		}
-		query := `UPDATE webhook_jobs SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?, updated = ?,
-lease_owner = '', lease_until = 0`
-		args := []any{state, status, errText, unixNano(time.Now())}
-		if state == jobDeferred {
-			query += `, next_attempt = ?`
-			args = append(args, unixNano(next))
-		}
-		_, err := tx.ExecContext(ctx, query+` WHERE id = ?`, append(args, id)...)
+		_, err := db.txExec(ctx, tx, completeJob, state, status, errText, unixNano(time.Now()),
+			state == jobDeferred, unixNano(next), id)
 		return err
 	})
 	if err != nil && !errors.Is(err, store.ErrLeaseLost) && !errors.Is(err, store.ErrNotFound) {

@@ -334,7 +334,7 @@ func (db *DB) run(batch []*request) ([]result, error) {
 			results[i].seq = seq
 			continue
 		}
-		results[i].err = runOp(ctx, tx, r.op)
+		results[i].err = db.runOp(ctx, tx, r.op)
 	}
 	if seq != db.lastSeq {
 		if _, err := tx.StmtContext(ctx, db.stmts[updateLastSeq]).ExecContext(ctx, seq); err != nil {
@@ -350,17 +350,17 @@ func (db *DB) run(batch []*request) ([]result, error) {
 
 // runOp runs op under a savepoint so that its failure undoes only its own
 // changes.
-func runOp(ctx context.Context, tx *sql.Tx, op func(context.Context, *sql.Tx) error) error {
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT op"); err != nil {
+func (db *DB) runOp(ctx context.Context, tx *sql.Tx, op func(context.Context, *sql.Tx) error) error {
+	if _, err := db.txExec(ctx, tx, savepoint); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	opErr := op(ctx, tx)
 	if opErr != nil {
-		if _, err := tx.ExecContext(ctx, "ROLLBACK TO op"); err != nil {
+		if _, err := db.txExec(ctx, tx, rollbackSavepoint); err != nil {
 			return errors.Join(opErr, fmt.Errorf("rollback to savepoint: %w", err))
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "RELEASE op"); err != nil {
+	if _, err := db.txExec(ctx, tx, releaseSavepoint); err != nil {
 		return errors.Join(opErr, fmt.Errorf("release savepoint: %w", err))
 	}
 	return opErr
@@ -380,7 +380,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // writeStatements are the statements prepared on the writer's connection.
 func writeStatements() []string {
-	return []string{insertMessage, insertBody, insertInbox, insertSearch, updateLastSeq, insertEvent, insertDelivery}
+	return append([]string{insertMessage, insertBody, insertInbox, insertSearch, updateLastSeq, insertEvent, insertDelivery},
+		queueStatements()...)
 }
 
 // txStatements are the writer's prepared statements bound to one

@@ -1,0 +1,84 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+)
+
+// Statements the writer runs for the queue, the webhooks and the events,
+// prepared once at Open (see writeStatements) because compiling SQL costs
+// more than running these.
+const (
+	savepoint         = `SAVEPOINT op`
+	rollbackSavepoint = `ROLLBACK TO op`
+	releaseSavepoint  = `RELEASE op`
+
+	selectMessageOfEvent = `SELECT seq, login FROM messages WHERE id = ?`
+
+	selectDelivery       = `SELECT ` + deliveryColumns + ` FROM deliveries WHERE id = ?`
+	selectDeliveryState  = `SELECT message_seq, message_id, login, attempts, next_attempt FROM deliveries WHERE id = ?`
+	insertAttempt        = `INSERT INTO attempts (delivery_id, n, time, host, reply, duration) VALUES (?, ?, ?, ?, ?, ?)`
+	updateDeliveryResult = `UPDATE deliveries SET recipients = COALESCE(?, recipients), state = ?, attempts = ?, next_attempt = ?,
+last_reply = ?, updated = ?, lease_owner = '', lease_until = 0 WHERE id = ?`
+
+	selectJob       = `SELECT ` + jobColumns + ` FROM webhook_jobs WHERE id = ?`
+	selectCursor    = `SELECT last_seq FROM webhook_cursors WHERE webhook = ?`
+	selectNewEvents = `SELECT seq, login, type FROM events WHERE seq > ? ORDER BY seq LIMIT ?`
+	insertJob       = `INSERT INTO webhook_jobs (webhook, event_seq, login, state, next_attempt, created, updated)
+VALUES (?, ?, ?, ?, ?, ?, ?)`
+	upsertCursor = `INSERT INTO webhook_cursors (webhook, last_seq) VALUES (?, ?)
+ON CONFLICT (webhook) DO UPDATE SET last_seq = excluded.last_seq`
+	completeJob = `UPDATE webhook_jobs SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?, updated = ?,
+lease_owner = '', lease_until = 0, next_attempt = CASE WHEN ? THEN ? ELSE next_attempt END WHERE id = ?`
+)
+
+// Lease statements, one set per leased table.
+func claimDue(table string) string {
+	return `SELECT id FROM ` + table + `
+WHERE state IN ('queued', 'deferred') AND next_attempt <= ? AND (lease_owner = '' OR lease_until <= ?)
+ORDER BY next_attempt, id LIMIT ?`
+}
+
+func setLease(table string) string {
+	return `UPDATE ` + table + ` SET lease_owner = ?, lease_until = ? WHERE id = ?`
+}
+
+func selectLease(table string) string {
+	return `SELECT lease_owner FROM ` + table + ` WHERE id = ?`
+}
+
+// queueStatements are the statements above, for writeStatements.
+func queueStatements() []string {
+	out := []string{savepoint, rollbackSavepoint, releaseSavepoint, selectMessageOfEvent,
+		selectDelivery, selectDeliveryState, insertAttempt, updateDeliveryResult,
+		selectJob, selectCursor, selectNewEvents, insertJob, upsertCursor, completeJob}
+	for _, table := range []string{"deliveries", "webhook_jobs"} {
+		out = append(out, claimDue(table), setLease(table), selectLease(table))
+	}
+	return out
+}
+
+// txExec runs q in tx, with the statement prepared at Open when q is one of
+// writeStatements.
+func (db *DB) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if st, ok := db.stmts[q]; ok {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, q, args...)
+}
+
+// txQuery is txExec for a query.
+func (db *DB) txQuery(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	if st, ok := db.stmts[q]; ok {
+		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, q, args...)
+}
+
+// txQueryRow is txExec for a query of one row.
+func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	if st, ok := db.stmts[q]; ok {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, q, args...)
+}
