@@ -11,8 +11,8 @@ import (
 // EventReply is the type of the event for mail to a VERP address that is
 // no delivery status notification: an autoreply, a person's answer, a
 // complaint report. Its Detail has the first lines of the text, its Reply
-// is empty. (It belongs with the event types in store/events.go.)
-const EventReply = "reply"
+// is empty. It is store.EventReply.
+const EventReply = store.EventReply
 
 // Limits of the text an event keeps.
 const (

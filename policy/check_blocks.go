@@ -20,7 +20,7 @@ const minSecretLen = 16
 var (
 	vendorNames  = []string{"mailgun", "postmark", "emailengine", "sendgrid"}
 	webhookNames = []string{store.EventQueued, store.EventCaptured, store.EventSent, store.EventDeferred, store.EventBounced,
-		store.EventFailed, store.EventOpened, store.EventClicked, store.EventDirective}
+		store.EventFailed, store.EventOpened, store.EventClicked, store.EventDirective, store.EventReply}
 	// trackingNames are the features that need tracking.secret.
 	trackingNames = []string{features.TrackClicks, features.TrackTextLinks, features.TrackOpens, features.TrackBounces}
 )

@@ -16,6 +16,7 @@ const (
 	EventFailed    = "failed"
 	EventOpened    = "opened"
 	EventClicked   = "clicked"
+	EventReply     = "reply" // a reply to a VERP address that is not a delivery report (autoreply, human answer)
 )
 
 // Event is one thing that happened to a message.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -31,9 +32,15 @@ const (
 )
 
 const (
-	fanOutBatch = 1000 // events per EnqueueWebhookJobs call
-	claimBatch  = 256  // jobs per ClaimWebhookJobs call at most
-	maxHeld     = 512  // jobs one endpoint holds locally at most
+	// fanOutBatch is how many events one EnqueueWebhookJobs call reads;
+	// the worker takes turns between endpoints, so that the jobs of
+	// different endpoints interleave in the claim order.
+	fanOutBatch = 128
+	claimBatch  = 256   // jobs per ClaimWebhookJobs call at most
+	maxHeld     = 10000 // jobs one endpoint holds at most
+	// initialLatency is the answer time assumed of an endpoint until it
+	// has answered: it sizes the first claims.
+	initialLatency = 100 * time.Millisecond
 	// maxIdleClaims is how many full claims in a row that found only jobs
 	// of full lanes one round makes before it waits for the next poll.
 	maxIdleClaims = 16
@@ -254,7 +261,7 @@ func (w *Worker) lanes() (map[string]*lane, error) {
 func EventTypes() []string {
 	return []string{
 		store.EventQueued, store.EventCaptured, store.EventDirective, store.EventSent, store.EventDeferred,
-		store.EventBounced, store.EventFailed, store.EventOpened, store.EventClicked,
+		store.EventBounced, store.EventFailed, store.EventOpened, store.EventClicked, store.EventReply,
 	}
 }
 
@@ -289,19 +296,23 @@ func loginSet(logins []string) map[string]bool {
 // reports whether it should run again at once.
 func (w *Worker) round(ctx context.Context, lanes map[string]*lane) bool {
 	now := w.cfg.Now()
-	for name, l := range lanes {
-		for {
-			n, err := w.st.EnqueueWebhookJobs(ctx, name, l.types, fanOutBatch, now)
+	pending := slices.Collect(maps.Keys(lanes))
+	slices.Sort(pending)
+	for len(pending) > 0 {
+		more := pending[:0]
+		for _, name := range pending {
+			n, err := w.st.EnqueueWebhookJobs(ctx, name, lanes[name].types, fanOutBatch, now)
 			if err != nil {
 				if ctx.Err() == nil {
 					w.log.Error("fanning events out to webhook jobs", zap.String("webhook", name), zap.Error(err))
 				}
 				return false
 			}
-			if n < fanOutBatch {
-				break
+			if n == fanOutBatch {
+				more = append(more, name)
 			}
 		}
+		pending = more
 	}
 
 	// Jobs are claimed oldest first across all endpoints. A job whose lane
