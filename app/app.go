@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/smtpgate/smtpgate/bounces"
 	"github.com/smtpgate/smtpgate/certs"
 	"github.com/smtpgate/smtpgate/gateway"
 	"github.com/smtpgate/smtpgate/policy"
@@ -65,9 +66,10 @@ type App struct {
 // state is the policy in force and what is built from it; it is swapped as
 // a whole on reload.
 type state struct {
-	pol   *policy.Policy
-	tr    *transforms
-	track http.Handler // redeems tracking tokens; nil without a tracking secret
+	pol     *policy.Policy
+	tr      *transforms
+	track   http.Handler     // redeems tracking tokens; nil without a tracking secret
+	bounces *bounces.Handler // takes VERP bounces; nil without a bounce domain
 }
 
 // New loads the policy and opens the store; nothing listens yet.
@@ -95,9 +97,15 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.store = st
-	a.cur.Store(&state{pol: pol, tr: tr, track: a.trackHandler(tr.codec)})
+	a.cur.Store(a.newState(pol, tr))
 
-	px, err := proxy.New(proxyConfig(pol, a.cert), authenticator{a}, gateway.New(pol.Server.Hostname, a, st, a, a.log.Named("gateway")), a.log.Named("smtp"))
+	pcfg := proxyConfig(pol, a.cert)
+	for _, l := range pcfg.Listeners {
+		if l.Purpose == proxy.PurposeBounces {
+			pcfg.Bounces = bounceSwitch{a}
+		}
+	}
+	px, err := proxy.New(pcfg, authenticator{a}, gateway.New(pol.Server.Hostname, a, st, a, a.log.Named("gateway")), a.log.Named("smtp"))
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("app: %w", err)
@@ -109,6 +117,10 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		a.mountTracking(a.web, pub)
 	}
 	return a, nil
+}
+
+func (a *App) newState(pol *policy.Policy, tr *transforms) *state {
+	return &state{pol: pol, tr: tr, track: a.trackHandler(tr.codec), bounces: a.bounceHandler(tr)}
 }
 
 // Policy returns the policy in force.
@@ -196,6 +208,7 @@ func proxyConfig(pol *policy.Policy, cert *certs.Holder) proxy.Config {
 	for _, l := range s.Listeners {
 		cfg.Listeners = append(cfg.Listeners, proxy.ListenerConfig{
 			Name: l.Name, Address: l.Address, TLS: proxy.TLSMode(l.TLS), ProxyProtocol: l.ProxyProtocol,
+			Purpose: proxy.Purpose(l.Purpose),
 		})
 	}
 	return cfg
@@ -260,7 +273,7 @@ func (a *App) Reload() error {
 		return err
 	}
 	a.cert.Set(cert)
-	a.cur.Store(&state{pol: pol, tr: tr, track: a.trackHandler(tr.codec)})
+	a.cur.Store(a.newState(pol, tr))
 	a.startWorkers(pol)
 	a.log.Info("policy reloaded", zap.Int("credentials", len(pol.Credentials)))
 	return nil

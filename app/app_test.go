@@ -262,3 +262,91 @@ webhook "hooks" {
 		t.Fatal("no webhook within 10s")
 	}
 }
+
+const bouncePolicy = `
+server {
+  hostname = "app.test"
+  mode     = "relay"
+  data_dir = "%[1]s"
+  listen "submission" {
+    address = "127.0.0.1:0"
+    tls     = "starttls"
+  }
+  listen "mx" {
+    address = "127.0.0.1:0"
+    tls     = "starttls"
+    purpose = "bounces"
+  }
+}
+tracking {
+  secret        = "0123456789abcdef0123456789abcdef"
+  bounce_domain = "bounces.app.test"
+}
+features "b" {
+  track_bounces = true
+}
+relay "nowhere" {
+  address = "127.0.0.1:9"
+  tls     = "none"
+}
+credential "news" {
+  password_hash = "%[2]s"
+  features      = "b"
+  route         = "nowhere"
+}
+`
+
+func TestBounceListener(t *testing.T) {
+	a := startApp(t, bouncePolicy)
+	id := send(t, a, "news", "news@example.com", "gone@example.net", "From: news@example.com\r\nTo: gone@example.net\r\nSubject: hi\r\n\r\nhello\r\n")
+	m, err := a.Store().Get(context.Background(), id, store.Scope{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(m.ReturnPath, "@bounces.app.test") || !strings.HasPrefix(m.ReturnPath, "b+") {
+		t.Fatalf("return path %q is not a VERP address", m.ReturnPath)
+	}
+	dsn := "From: MAILER-DAEMON@mx.example.net\r\nTo: " + m.ReturnPath + "\r\nSubject: Undelivered Mail Returned to Sender\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n" +
+		"--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n" +
+		"--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n" +
+		"Final-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n" +
+		"Diagnostic-Code: smtp; 550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown\r\n" +
+		"--b1--\r\n"
+	// A bounces listener takes mail without AUTH, over plain SMTP too, only for VERP addresses.
+	c, err := smtp.Dial(a.SMTPAddr("mx").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("someone@example.org", nil); err == nil {
+		t.Fatal("bounces listener relays to an arbitrary address")
+	}
+	if err := c.Rcpt(m.ReturnPath, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, dsn)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := a.Store().Events(context.Background(), store.EventQuery{MessageID: id, Scope: store.Scope{All: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bounced *store.Event
+	for _, e := range evs {
+		if e.Type == store.EventBounced {
+			bounced = e
+		}
+	}
+	if bounced == nil || bounced.Recipient != "gone@example.net" || !strings.Contains(bounced.Reply, "5.1.1") {
+		t.Fatalf("no bounced event for the recipient: %+v", evs)
+	}
+}
