@@ -120,6 +120,11 @@ type Config struct {
 	// DialTimeout, CommandTimeout and DataTimeout are the SMTP client's
 	// (see smtpclient.Config); zero means its defaults.
 	DialTimeout, CommandTimeout, DataTimeout time.Duration
+	// IdleTimeout is how long an SMTP session stays open after a delivery
+	// for the next one to the same destination to reuse (up to
+	// PerDomainConcurrency sessions per destination); default 5 s, negative
+	// turns reuse off.
+	IdleTimeout time.Duration
 }
 
 // withDefaults fills the zero values.
@@ -154,6 +159,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SlowDownPeriod <= 0 {
 		c.SlowDownPeriod = time.Minute
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 5 * time.Second
 	}
 	return c, nil
 }

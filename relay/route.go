@@ -118,6 +118,11 @@ func (r Route) clientConfig(c *Config) smtpclient.Config {
 		RootCAs: r.RootCAs, InsecureSkipVerify: r.InsecureSkipVerify, Port: r.Port, Helo: r.Helo,
 		Resolver: c.Resolver, Dialer: c.Dialer,
 		DialTimeout: c.DialTimeout, CommandTimeout: c.CommandTimeout, DataTimeout: c.DataTimeout,
+		IdleTimeout: c.IdleTimeout,
+	}
+	if c.IdleTimeout > 0 {
+		// Up to one idle session per attempt that may run at once.
+		cc.MaxIdle = r.PerDomainConcurrency
 	}
 	if !r.MX {
 		cc.Smarthost = r.Address

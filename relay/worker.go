@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/smtpgate/smtpgate/relay/dkim"
+	"github.com/smtpgate/smtpgate/relay/smtpclient"
 	"github.com/smtpgate/smtpgate/store"
 )
 
@@ -24,8 +25,15 @@ type Worker struct {
 	log  *zap.Logger
 	wake chan struct{}
 
-	mu  sync.RWMutex
-	set *settings // the Settings in force, compiled
+	mu      sync.RWMutex
+	set     *settings // the Settings in force, compiled
+	retired []retired // clients of replaced routes, until their idle sessions are closed
+}
+
+// retired is a client replaced by Reload.
+type retired struct {
+	client *smtpclient.Client
+	since  time.Time
 }
 
 // settings is a compiled Settings.
@@ -62,9 +70,37 @@ func (w *Worker) Reload(s Settings) error {
 		signer = dkim.NewSigner(nil, dkim.Options{}) // normalises line endings only
 	}
 	w.mu.Lock()
+	if w.set != nil {
+		for _, r := range w.set.routes {
+			w.retired = append(w.retired, retired{client: r.client, since: time.Now()})
+		}
+	}
 	w.set = &settings{routes: routes, signer: signer, signingDomain: s.SigningDomain, bounce: s.Bounce}
 	w.mu.Unlock()
 	return nil
+}
+
+// closeIdle ends the idle SMTP sessions that timed out (all of them when
+// all is set) and every idle session of replaced routes; a replaced route
+// is forgotten once no attempt can still be using it.
+func (w *Worker) closeIdle(all bool) {
+	w.mu.Lock()
+	set := w.set
+	old := w.retired
+	kept := w.retired[:0:0]
+	for _, r := range w.retired {
+		if !all && time.Since(r.since) < w.cfg.AttemptTimeout {
+			kept = append(kept, r)
+		}
+	}
+	w.retired = kept
+	w.mu.Unlock()
+	for _, r := range set.routes {
+		r.client.CloseIdle(all)
+	}
+	for _, r := range old {
+		r.client.CloseIdle(true)
+	}
 }
 
 func (w *Worker) settings() *settings {
@@ -152,6 +188,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-poll.C:
 			more = true
 			lim.prune(set.routes, time.Now())
+			w.closeIdle(false)
 		case <-rate.C:
 		case f := <-done:
 			running--
@@ -223,6 +260,7 @@ func (w *Worker) shutdown(ctx context.Context, interrupt context.CancelCauseFunc
 			interrupt(errShutdown)
 		}
 	}
+	w.closeIdle(true)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := w.q.ReleaseDeliveries(rctx, w.cfg.Owner); err != nil {

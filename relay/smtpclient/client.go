@@ -28,6 +28,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -62,6 +63,7 @@ const (
 	DefaultDataTimeout    = 10 * time.Minute
 	DefaultMaxAddresses   = 5
 	DefaultHelo           = "localhost"
+	DefaultIdleTimeout    = 5 * time.Second
 )
 
 // Config says how to reach the destination. The zero value delivers
@@ -102,6 +104,13 @@ type Config struct {
 	// MaxAddresses is how many MX addresses one delivery tries at most
 	// (default 5).
 	MaxAddresses int
+	// MaxIdle is how many sessions per destination (the smarthost, or a
+	// domain) are kept open after a delivery for the next one to reuse,
+	// saving the connection, greeting, EHLO, TLS and AUTH; 0 keeps none.
+	// A reused session is probed with RSET first.
+	MaxIdle int
+	// IdleTimeout is how long an idle session is kept (default 5 s).
+	IdleTimeout time.Duration
 }
 
 // Dialer opens network connections; *net.Dialer is one.
@@ -171,12 +180,16 @@ type Result struct {
 }
 
 // Client delivers messages with a fixed Config. It is safe for concurrent
-// use; each Deliver opens its own connection.
+// use: each Deliver uses a session of its own, new or taken from the idle
+// pool (see Config.MaxIdle). Close closes the idle sessions.
 type Client struct {
 	cfg      Config
 	tlsBase  *tls.Config
 	resolver *net.Resolver
 	dialer   Dialer
+
+	mu   sync.Mutex
+	idle map[string][]*session // by destination key, oldest first
 }
 
 // New checks cfg and returns a Client.
@@ -229,11 +242,15 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxAddresses <= 0 {
 		cfg.MaxAddresses = DefaultMaxAddresses
 	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	c := &Client{
 		cfg:      cfg,
 		tlsBase:  &tls.Config{RootCAs: cfg.RootCAs, InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12},
 		resolver: cfg.Resolver,
 		dialer:   cfg.Dialer,
+		idle:     map[string][]*session{},
 	}
 	if c.resolver == nil {
 		c.resolver = net.DefaultResolver
@@ -259,11 +276,22 @@ func (c *Client) Deliver(ctx context.Context, domain string, envs []Envelope, ms
 	if len(res.Recipients) == 0 {
 		return res
 	}
-	s, err := c.connect(ctx, domain, res)
-	if err != nil {
-		setAll(res.Recipients, statusOf(err), replyOf(err))
+	key := domain
+	if c.cfg.Smarthost != "" {
+		key = ""
+	}
+	s := c.takeIdle(ctx, key)
+	if s == nil {
+		var err error
+		if s, err = c.connect(ctx, domain, res); err != nil {
+			setAll(res.Recipients, statusOf(err), replyOf(err))
+			res.Reply = decidingReply(res.Recipients)
+			return res
+		}
+	}
+	if s.run(ctx, envs, msg, res) {
+		c.putIdle(key, s)
 	} else {
-		s.run(ctx, envs, msg, res)
 		s.close()
 	}
 	res.Reply = decidingReply(res.Recipients)

@@ -506,3 +506,87 @@ func TestStatusString(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionReuse: sessions are kept for the next delivery to the same
+// destination (one TLS handshake and AUTH for many messages), probed with
+// RSET, replaced when the server closed them or they idled too long, and
+// never shared between destinations.
+func TestSessionReuse(t *testing.T) {
+	tlsCfg, pool := smtptest.TLSConfig(t, "smarthost.test")
+	srv := smtptest.Start(t, smtptest.Options{TLS: tlsCfg, RequireTLS: true, Users: map[string]string{"u": "p"}})
+	c := newClient(t, Config{Smarthost: srv.Addr, RootCAs: pool, Username: "u", Password: "p", MaxIdle: 2, IdleTimeout: time.Minute})
+	for i := range 5 {
+		r := deliver(t, c, "", Envelope{From: "a@s.test", To: []string{fmt.Sprintf("r%d@r.test", i)}})
+		wantStatuses(t, r, fmt.Sprintf("r%d@r.test=sent", i))
+		if r.TLS == "" {
+			t.Errorf("delivery %d: no TLS reported on a reused session", i)
+		}
+	}
+	if n := srv.Connections(); n != 1 {
+		t.Errorf("%d connections for 5 sequential deliveries, want 1", n)
+	}
+	for _, m := range srv.Messages() {
+		if !m.TLS || m.User != "u" {
+			t.Errorf("message over TLS %v as %q", m.TLS, m.User)
+		}
+	}
+	// A transaction that ended without DATA leaves the session usable.
+	refusing := smtptest.Start(t, smtptest.Options{Rcpt: func(_, to string) error {
+		if strings.HasPrefix(to, "no") {
+			return smtptest.Reply("550 5.1.1 no")
+		}
+		return nil
+	}})
+	c2 := newClient(t, Config{Smarthost: refusing.Addr, TLS: TLSNone, MaxIdle: 1, IdleTimeout: time.Minute})
+	wantStatuses(t, deliver(t, c2, "", Envelope{From: "a@s.test", To: []string{"no@r.test"}}), "no@r.test=permanent")
+	wantStatuses(t, deliver(t, c2, "", Envelope{From: "a@s.test", To: []string{"yes@r.test"}}), "yes@r.test=sent")
+	if n := refusing.Connections(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+
+	// CloseIdle(true) ends them: the next delivery connects again.
+	c.CloseIdle(true)
+	deliver(t, c, "", Envelope{From: "a@s.test", To: []string{"after-close@r.test"}})
+	if n := srv.Connections(); n != 2 {
+		t.Errorf("%d connections after CloseIdle, want 2", n)
+	}
+}
+
+func TestSessionReuseStale(t *testing.T) {
+	// The server hangs up on idle connections after 100 ms.
+	srv := smtptest.Start(t, smtptest.Options{IdleTimeout: 100 * time.Millisecond})
+	c := newClient(t, Config{Smarthost: srv.Addr, TLS: TLSNone, MaxIdle: 1, IdleTimeout: time.Minute})
+	wantStatuses(t, deliver(t, c, "", Envelope{From: "a@s.test", To: []string{"one@r.test"}}), "one@r.test=sent")
+	time.Sleep(300 * time.Millisecond)
+	r := deliver(t, c, "", Envelope{From: "a@s.test", To: []string{"two@r.test"}})
+	wantStatuses(t, r, "two@r.test=sent")
+	if n := srv.Connections(); n != 2 {
+		t.Errorf("%d connections, want 2 (the closed one replaced)", n)
+	}
+	if r.SlowDown {
+		t.Error("the idle server's 421 was taken for a slow-down")
+	}
+
+	// Our own idle timeout: the session is not reused after it.
+	srv2 := smtptest.Start(t, smtptest.Options{})
+	c2 := newClient(t, Config{Smarthost: srv2.Addr, TLS: TLSNone, MaxIdle: 1, IdleTimeout: 50 * time.Millisecond})
+	deliver(t, c2, "", Envelope{From: "a@s.test", To: []string{"one@r.test"}})
+	time.Sleep(100 * time.Millisecond)
+	deliver(t, c2, "", Envelope{From: "a@s.test", To: []string{"two@r.test"}})
+	if n := srv2.Connections(); n != 2 {
+		t.Errorf("%d connections, want 2 (idle timeout)", n)
+	}
+
+	// Sessions are per destination domain with MX.
+	z := dnstest.Start(t)
+	z.AddA("d1.test", "127.0.0.1")
+	z.AddA("d2.test", "127.0.0.1")
+	srv3 := smtptest.Start(t, smtptest.Options{})
+	c3 := newClient(t, Config{Resolver: z.Resolver(), Port: srv3.Port, MaxIdle: 1, IdleTimeout: time.Minute})
+	for _, d := range []string{"d1.test", "d2.test", "d1.test", "d2.test"} {
+		wantStatuses(t, deliver(t, c3, d, Envelope{From: "a@s.test", To: []string{"u@" + d}}), "u@"+d+"=sent")
+	}
+	if n := srv3.Connections(); n != 2 {
+		t.Errorf("%d connections for two domains, want 2", n)
+	}
+}

@@ -173,18 +173,30 @@ func (c *Client) addresses(ctx context.Context, h mx.Host) ([]netip.Addr, error)
 // session is an SMTP session that has said EHLO (and authenticated).
 type session struct {
 	c    *smtp.Client
+	raw  net.Conn // the TCP connection
 	conn net.Conn // what go-smtp reads and writes (TLS or plain)
 	stop func() bool
 	cfg  *Config
 	ext  map[string]bool
+	host string // target.String()
+	tls  string // negotiated TLS version, "" in plain text
 	// dirty is set while a transaction is open on the server (MAIL
 	// accepted, DATA not completed): the next one starts with RSET.
 	dirty bool
+	// idleSince is when the session was put in the idle pool.
+	idleSince time.Time
 }
 
+// close ends the session without QUIT.
 func (s *session) close() {
 	_ = s.c.Close()
 	s.stop()
+}
+
+// bind makes ctx's end close the session's connection.
+func (s *session) bind(ctx context.Context) {
+	raw := s.raw
+	s.stop = context.AfterFunc(ctx, func() { raw.Close() })
 }
 
 // open connects to t, reads the greeting, says EHLO, negotiates TLS as
@@ -211,7 +223,10 @@ func (c *Client) open(ctx context.Context, t target) (*session, error) {
 	}
 	cl.CommandTimeout = c.cfg.CommandTimeout
 	cl.SubmissionTimeout = 2 * c.cfg.CommandTimeout
-	s := &session{c: cl, conn: conn, stop: stop, cfg: &c.cfg, ext: map[string]bool{}}
+	s := &session{c: cl, raw: raw, conn: conn, stop: stop, cfg: &c.cfg, ext: map[string]bool{}, host: t.String()}
+	if tc, ok := conn.(*tls.Conn); ok {
+		s.tls = tls.VersionName(tc.ConnectionState().Version)
+	}
 	for _, e := range []string{"SMTPUTF8", "SIZE"} {
 		s.ext[e], _ = cl.Extension(e)
 	}

@@ -2,7 +2,6 @@ package smtpclient
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"strings"
 	"time"
@@ -15,12 +14,11 @@ import (
 // most 256 octets with its angle brackets).
 const maxAddressLen = 254
 
-// run sends every envelope in turn. When the session breaks, the
-// recipients not yet decided stay Temporary with the reason.
-func (s *session) run(ctx context.Context, envs []Envelope, msg []byte, res *Result) {
-	if tc, ok := s.conn.(*tls.Conn); ok {
-		res.TLS = tls.VersionName(tc.ConnectionState().Version)
-	}
+// run sends every envelope in turn and reports whether the session is
+// still usable. When it breaks, the recipients not yet decided stay
+// Temporary with the reason.
+func (s *session) run(ctx context.Context, envs []Envelope, msg []byte, res *Result) bool {
+	res.Host, res.TLS = s.host, s.tls
 	i := 0
 	for _, e := range envs {
 		rs := res.Recipients[i : i+len(e.To)]
@@ -30,10 +28,20 @@ func (s *session) run(ctx context.Context, envs []Envelope, msg []byte, res *Res
 			for j := i; j < len(res.Recipients); j++ {
 				res.Recipients[j].Status, res.Recipients[j].Reply = Temporary, reply
 			}
-			return
+			return false
 		}
 	}
-	_ = s.c.Quit() // the mail is handed over; a failing QUIT changes nothing
+	return true
+}
+
+// probe checks that an idle session still works (RSET, as Postfix does
+// before reusing a cached connection).
+func (s *session) probe() bool {
+	if err := s.c.Reset(); err != nil {
+		return false
+	}
+	s.dirty = false
+	return true
 }
 
 // reply is the text for an error that broke the session, naming the

@@ -56,6 +56,9 @@ type Options struct {
 	Mechanisms []string
 	// Delay is slept before answering MAIL, each RCPT and the final dot.
 	Delay time.Duration
+	// IdleTimeout closes a connection that sends nothing for that long
+	// (go-smtp answers 421 4.4.2 and hangs up); default 30 s.
+	IdleTimeout time.Duration
 	// Mail, Rcpt: per-command replies.
 	Mail func(from string) error
 	Rcpt func(from, to string) error
@@ -81,6 +84,7 @@ type Server struct {
 	counts   map[string]int
 	sessions int
 	helos    []string
+	conns    atomic.Int32
 }
 
 // Start starts a server and stops it in t.Cleanup.
@@ -102,6 +106,9 @@ func Start(t testing.TB, opts Options) *Server {
 	srv.AllowInsecureAuth = true
 	srv.MaxLineLength = 64 << 10
 	srv.ReadTimeout = 30 * time.Second
+	if opts.IdleTimeout > 0 {
+		srv.ReadTimeout = opts.IdleTimeout
+	}
 	srv.WriteTimeout = 30 * time.Second
 	logger := &testLogger{t: t}
 	srv.ErrorLog = logger
@@ -116,6 +123,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if err != nil {
 		t.Fatalf("smtptest: listen: %v", err)
 	}
+	ln = &countingListener{Listener: ln, n: &s.conns}
 	s.Addr = ln.Addr().String()
 	s.Port = ln.Addr().(*net.TCPAddr).Port
 	done := make(chan struct{})
@@ -146,7 +154,26 @@ func (s *Server) Accepted(rcpt string) int {
 	return s.counts[strings.ToLower(rcpt)]
 }
 
-// Sessions returns how many sessions said EHLO or HELO.
+// Connections returns how many connections the server accepted.
+func (s *Server) Connections() int { return int(s.conns.Load()) }
+
+// countingListener counts accepted connections.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int32
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// Sessions returns how many go-smtp sessions were created: one per EHLO or
+// HELO that starts one, so a connection that upgrades with STARTTLS counts
+// two.
 func (s *Server) Sessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,0 +1,127 @@
+package relay_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/smtpgate/smtpgate/relay"
+	"github.com/smtpgate/smtpgate/relay/dkim"
+	"github.com/smtpgate/smtpgate/relay/internal/smtptest"
+	"github.com/smtpgate/smtpgate/store"
+	"github.com/smtpgate/smtpgate/store/sqlite"
+)
+
+// fiveKB is a 5 KB text message from sender.test.
+func fiveKB(i int) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: App <app@sender.test>\r\nTo: user%d@rcpt.test\r\nSubject: Your order %d\r\nDate: Sat, 21 Nov 2026 10:00:00 +0000\r\nMessage-ID: <bench-%d@sender.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", i, i, i)
+	line := "Thank you for your order. This line pads the message to a realistic size.\r\n"
+	for b.Len() < 5*1024 {
+		b.WriteString(line)
+	}
+	return []byte(b.String())
+}
+
+// BenchmarkRelayToSink measures the worker end to end: claim from SQLite,
+// read the message, Ed25519-sign it, deliver it to Postfix's smtp-sink over
+// a new plain-text connection, record the outcome and events; 50
+// deliveries at once. msgs/s is the figure to read.
+func BenchmarkRelayToSink(b *testing.B) {
+	sink := smtptest.StartSink(b, false)
+	db, err := sqlite.Open(context.Background(), b.TempDir(), zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	keySigner, _, err := dkim.Generate(dkim.AlgorithmEd25519, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	route := relay.Route{Name: "sink", Address: sink.Addr, TLS: relay.TLSNone, Helo: "bench.test", Concurrency: 50}
+
+	// Commit b.N messages first (16 producers, so that the store's group
+	// commit batches them); only the relaying is timed.
+	var wg sync.WaitGroup
+	next := make(chan int)
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				now := time.Now().UTC()
+				raw := fiveKB(i)
+				m := &store.Message{ID: store.NewID(now), Login: "app", Route: "sink", MailFrom: "app@sender.test",
+					Recipients: []string{fmt.Sprintf("user%d@rcpt.test", i)}, Received: now, Size: int64(len(raw)), Raw: raw}
+				m.Deliveries = relay.Deliveries(m, route)
+				if err := db.Accept(context.Background(), m); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := range b.N {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+
+	q := &countingQueue{Queue: db, done: make(chan struct{}, b.N)}
+	w, err := relay.NewWorker(relay.Config{
+		Settings:     relay.Settings{Routes: []relay.Route{route}, Signer: dkim.NewSigner([]*dkim.Key{{Domain: "sender.test", Selector: "b", Algorithm: dkim.AlgorithmEd25519, Signer: keySigner}}, dkim.Options{})},
+		PollInterval: 10 * time.Millisecond, MaxInFlight: 100, Owner: "bench",
+	}, q, db, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ResetTimer()
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	for range b.N {
+		<-q.done
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cancel()
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	left, err := db.Deliveries(context.Background(), store.DeliveryQuery{Scope: store.Scope{All: true},
+		States: []string{store.DeliveryQueued, store.DeliveryDeferred, store.DeliveryFailed, store.DeliveryBounced}, Limit: 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(left) != 0 {
+		b.Fatalf("deliveries not sent: %+v", left[0])
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+}
+
+// countingQueue is the real store, reporting each recorded attempt.
+type countingQueue struct {
+	store.Queue
+	done chan struct{}
+}
+
+func (q *countingQueue) CompleteAttempt(ctx context.Context, id int64, owner string, o store.Outcome) error {
+	err := q.Queue.CompleteAttempt(ctx, id, owner, o)
+	if err == nil {
+		q.done <- struct{}{}
+	}
+	return err
+}
