@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"go.uber.org/zap"
 
 	"github.com/smtpgate/smtpgate/store"
@@ -26,13 +28,10 @@ const (
 
 // request is one Accept waiting for a writer.
 type request struct {
-	id       string
-	raw      []byte
-	original []byte
-	args     []any // of insertMessage
-	size     int   // raw bytes, for the batch limit
-	state    atomic.Int32
-	done     chan result // buffered: the writer never blocks on it
+	row   row
+	size  int // raw bytes, for the batch limit
+	state atomic.Int32
+	done  chan result // buffered: the writer never blocks on it
 }
 
 // result is what a writer reports for one request.
@@ -43,45 +42,91 @@ type result struct {
 	err         error
 }
 
-// The statements of a group commit. insertMessage writes the message row
-// and every seq-bearing or dependent row of it in one statement, and
-// returns the Seqs and delivery ids drawn, in the order of the input
-// slices.
-const (
-	lockSeq    = `SELECT pg_advisory_xact_lock($1)`
-	insertBody = `INSERT INTO bodies (id, raw, original) VALUES ($1, $2, $3)`
+// row is one message encoded for the batch statements, made by the
+// caller's goroutine so that a writer only gathers columns.
+type row struct {
+	id, login, route, mailFrom, remoteIP, helo string
+	recipients, tags                           string // JSON arrays
+	tls                                        bool
+	received                                   time.Time
+	size                                       int64
+	summary, metadata, processing              string // JSON
+	text, returnPath                           string
+	sendAt                                     pgtype.Timestamptz
+	subject, fromText, toText                  string
+	hasAttachment                              bool
+	raw, original                              []byte
+	inboxes                                    []string
+	events                                     []eventRow
+	deliveries                                 []deliveryRow
+	created                                    time.Time // of the deliveries
+}
 
-	insertMessage = `
-WITH m AS (
-	INSERT INTO messages (id, login, route, mail_from, recipients, remote_ip, helo, tls, received, size,
-		summary, tags, body_text, return_path, metadata, send_at, processing, subject, from_text, to_text, has_attachment)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-		$11::text::jsonb, $12, $13, $14, $15::text::jsonb, $16, $17::text::jsonb, $18, $19, $20, $21)
-	RETURNING seq
-), i AS (
-	INSERT INTO inbox (inbox, seq, message_id, login, received)
-	SELECT x, m.seq, $1, $2, $9 FROM m, unnest($22::text[]) AS x
-), e AS (
-	INSERT INTO events (message_id, login, type, recipient, time, ip, user_agent, url, reply, detail)
-	SELECT $1, $2, x.type, x.recipient, x.time, x.ip, x.ua, x.url, x.reply, x.detail
-	FROM m, unnest($23::text[], $24::text[], $25::timestamptz[], $26::text[], $27::text[], $28::text[], $29::text[], $30::text[])
-		WITH ORDINALITY AS x(type, recipient, time, ip, ua, url, reply, detail, ord)
-	ORDER BY x.ord
-	RETURNING seq
-), d AS (
-	INSERT INTO deliveries (message_id, login, route, domain, recipients, state, attempts, next_attempt, expires,
-		last_reply, created, updated)
-	SELECT $1, $2, x.route, x.domain, x.rcpts::jsonb, x.state, x.attempts, x.next, x.expires, x.reply, $36, $36
-	FROM m, unnest($31::text[], $32::text[], $33::text[], $34::text[], $35::integer[], $37::timestamptz[],
-		$38::timestamptz[], $39::text[])
-		WITH ORDINALITY AS x(route, domain, rcpts, state, attempts, next, expires, reply, ord)
-	ORDER BY x.ord
-	RETURNING id
-)
-SELECT m.seq,
-	ARRAY(SELECT seq FROM e ORDER BY seq),
-	ARRAY(SELECT id FROM d ORDER BY id)
-FROM m`
+// eventRow is one of Message.Events, encoded.
+type eventRow struct {
+	typ, recipient, ip, userAgent, url, reply, detail string
+	time                                              time.Time
+}
+
+// deliveryRow is one of Message.Deliveries, encoded.
+type deliveryRow struct {
+	route, domain, recipients, state, lastReply string
+	attempts                                    int32
+	next, expires                               time.Time
+}
+
+// The statements of a group commit, each for every message of the batch
+// at once: the columns are sent as arrays and unnested in order. The
+// identity columns draw their values in that order (the INSERT computes
+// them above the ordered SELECT), so sorted RETURNING values map back to
+// the input.
+const (
+	lockSeq = `SELECT pg_advisory_xact_lock($1)`
+
+	insertBodies = `INSERT INTO bodies (id, raw, original)
+SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[])`
+
+	insertMessages = `
+INSERT INTO messages (id, login, route, mail_from, recipients, remote_ip, helo, tls, received, size,
+	summary, tags, body_text, return_path, metadata, send_at, processing, subject, from_text, to_text, has_attachment)
+SELECT x.id, x.login, x.route, x.mail_from,
+	ARRAY(SELECT e FROM jsonb_array_elements_text(x.recipients::jsonb) WITH ORDINALITY AS r(e, n) ORDER BY n),
+	x.remote_ip, x.helo, x.tls, x.received, x.size, x.summary::jsonb,
+	ARRAY(SELECT e FROM jsonb_array_elements_text(x.tags::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY n),
+	x.body_text, x.return_path, x.metadata::jsonb, x.send_at, x.processing::jsonb, x.subject, x.from_text, x.to_text,
+	x.has_attachment
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::boolean[],
+	$9::timestamptz[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+	$16::timestamptz[], $17::text[], $18::text[], $19::text[], $20::text[], $21::boolean[])
+	WITH ORDINALITY AS x(id, login, route, mail_from, recipients, remote_ip, helo, tls, received, size, summary, tags,
+		body_text, return_path, metadata, send_at, processing, subject, from_text, to_text, has_attachment, ord)
+ORDER BY x.ord
+RETURNING seq`
+
+	insertInboxes = `INSERT INTO inbox (inbox, seq, message_id, login, received)
+SELECT x.inbox, m.seq, m.id, m.login, m.received
+FROM unnest($1::text[], $2::text[]) AS x(id, inbox) JOIN messages m ON m.id = x.id`
+
+	insertMessageEvents = `
+INSERT INTO events (message_id, login, type, recipient, time, ip, user_agent, url, reply, detail)
+SELECT m.id, m.login, x.type, x.recipient, x.time, x.ip, x.ua, x.url, x.reply, x.detail
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+	WITH ORDINALITY AS x(id, type, recipient, time, ip, ua, url, reply, detail, ord)
+JOIN messages m ON m.id = x.id
+ORDER BY x.ord
+RETURNING seq`
+
+	insertDeliveries = `
+INSERT INTO deliveries (message_id, login, route, domain, recipients, state, attempts, next_attempt, expires,
+	last_reply, created, updated)
+SELECT m.id, m.login, x.route, x.domain, x.recipients::jsonb, x.state, x.attempts, x.next, x.expires, x.reply,
+	x.created, x.created
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::timestamptz[],
+	$8::timestamptz[], $9::text[], $10::timestamptz[])
+	WITH ORDINALITY AS x(id, route, domain, recipients, state, attempts, next, expires, reply, created, ord)
+JOIN messages m ON m.id = x.id
+ORDER BY x.ord
+RETURNING id`
 )
 
 // Accept commits msg durably with its inbox entries (capture route), its
@@ -150,82 +195,62 @@ func encodeRequest(msg *store.Message, now time.Time) (req *request, created tim
 	fail := func(what string, err error) (*request, time.Time, error) {
 		return nil, time.Time{}, fmt.Errorf("postgres: accept %s: encode %s: %w", msg.ID, what, err)
 	}
-	summary, err := json.Marshal(msg.Summary)
-	if err != nil {
-		return fail("summary", err)
-	}
-	metadata, err := json.Marshal(nonNilMap(msg.Metadata))
-	if err != nil {
-		return fail("metadata", err)
-	}
-	processing, err := json.Marshal(msg.Processing)
-	if err != nil {
-		return fail("processing", err)
-	}
-	var inboxes []string
-	if msg.Route == store.RouteCapture {
-		inboxes = store.Inboxes(cleanAll(msg.Recipients))
+	jsonText := func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(cleanJSON(b)), err
 	}
 	created = msg.Received.UTC()
 	if created.IsZero() {
 		created = now
 	}
-
-	n := len(msg.Events)
-	evType, evRcpt, evIP, evUA, evURL, evReply, evDetail := make([]string, n), make([]string, n), make([]string, n),
-		make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	evTime := make([]time.Time, n)
-	for i, ev := range msg.Events {
+	r := row{
+		id: clean(msg.ID), login: clean(msg.Login), route: clean(msg.Route), mailFrom: clean(msg.MailFrom),
+		remoteIP: clean(msg.RemoteIP), helo: clean(msg.Helo), tls: msg.TLS, received: msg.Received, size: msg.Size,
+		text: clean(msg.Text), returnPath: clean(msg.ReturnPath),
+		sendAt:  pgtype.Timestamptz{Time: msg.SendAt, Valid: !msg.SendAt.IsZero()},
+		subject: clean(msg.Summary.Subject), fromText: clean(fromText(msg)), toText: clean(toText(msg)),
+		hasAttachment: len(msg.Summary.Attachments) > 0,
+		raw:           nonNilSlice(msg.Raw), original: nilIfEmpty(msg.Original),
+		created: created,
+	}
+	if r.recipients, err = jsonText(cleanAll(msg.Recipients)); err != nil {
+		return fail("recipients", err)
+	}
+	if r.tags, err = jsonText(cleanAll(msg.Tags)); err != nil {
+		return fail("tags", err)
+	}
+	if r.summary, err = jsonText(msg.Summary); err != nil {
+		return fail("summary", err)
+	}
+	if r.metadata, err = jsonText(nonNilMap(msg.Metadata)); err != nil {
+		return fail("metadata", err)
+	}
+	if r.processing, err = jsonText(msg.Processing); err != nil {
+		return fail("processing", err)
+	}
+	if msg.Route == store.RouteCapture {
+		r.inboxes = store.Inboxes(cleanAll(msg.Recipients))
+	}
+	for _, ev := range msg.Events {
 		if ev == nil {
 			return fail("events", errors.New("nil event"))
 		}
-		evType[i], evRcpt[i], evIP[i], evUA[i] = clean(ev.Type), clean(ev.Recipient), clean(ev.IP), clean(ev.UserAgent)
-		evURL[i], evReply[i], evDetail[i], evTime[i] = clean(ev.URL), clean(ev.Reply), clean(ev.Detail), ev.Time
+		r.events = append(r.events, eventRow{typ: clean(ev.Type), recipient: clean(ev.Recipient), ip: clean(ev.IP),
+			userAgent: clean(ev.UserAgent), url: clean(ev.URL), reply: clean(ev.Reply), detail: clean(ev.Detail), time: ev.Time})
 	}
-
-	n = len(msg.Deliveries)
-	dRoute, dDomain, dRcpts, dState, dReply := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	dAttempts := make([]int32, n)
-	dNext, dExpires := make([]time.Time, n), make([]time.Time, n)
-	for i, d := range msg.Deliveries {
+	for _, d := range msg.Deliveries {
 		if d == nil {
 			return fail("deliveries", errors.New("nil delivery"))
 		}
 		deliveryDefaults(d, msg)
-		rcpts, err := json.Marshal(nonNilSlice(d.Recipients))
+		rcpts, err := jsonText(nonNilSlice(d.Recipients))
 		if err != nil {
 			return fail("delivery recipients", err)
 		}
-		dRoute[i], dDomain[i], dRcpts[i], dState[i], dReply[i] = clean(d.Route), clean(d.Domain), string(cleanJSON(rcpts)), clean(d.State), clean(d.LastReply)
-		dAttempts[i], dNext[i], dExpires[i] = int32(d.Attempts), d.NextAttempt, d.Expires
+		r.deliveries = append(r.deliveries, deliveryRow{route: clean(d.Route), domain: clean(d.Domain), recipients: rcpts,
+			state: clean(d.State), lastReply: clean(d.LastReply), attempts: int32(d.Attempts), next: d.NextAttempt, expires: d.Expires})
 	}
-
-	raw := msg.Raw
-	if raw == nil {
-		raw = []byte{}
-	}
-	var original []byte
-	if len(msg.Original) > 0 {
-		original = msg.Original
-	}
-	req = &request{
-		id:       clean(msg.ID),
-		raw:      raw,
-		original: original,
-		size:     len(raw) + len(original),
-		done:     make(chan result, 1),
-		args: []any{
-			clean(msg.ID), clean(msg.Login), clean(msg.Route), clean(msg.MailFrom), cleanAll(msg.Recipients),
-			clean(msg.RemoteIP), clean(msg.Helo), msg.TLS, msg.Received, msg.Size,
-			string(cleanJSON(summary)), cleanAll(msg.Tags), clean(msg.Text), clean(msg.ReturnPath),
-			string(cleanJSON(metadata)), nullTime(msg.SendAt), string(cleanJSON(processing)),
-			clean(msg.Summary.Subject), clean(fromText(msg)), clean(toText(msg)), len(msg.Summary.Attachments) > 0,
-			inboxes,
-			evType, evRcpt, evTime, evIP, evUA, evURL, evReply, evDetail,
-			dRoute, dDomain, dRcpts, dState, dAttempts, created, dNext, dExpires, dReply,
-		},
-	}
-	return req, created, nil
+	return &request{row: r, size: len(r.raw) + len(r.original), done: make(chan result, 1)}, created, nil
 }
 
 // deliveryDefaults fills in what Accept defaults in a delivery of msg: an
@@ -269,14 +294,6 @@ func toText(msg *store.Message) string {
 		parts = append(parts, a.Address)
 	}
 	return strings.Join(parts, "\n")
-}
-
-// nullTime maps the zero time to NULL.
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t
 }
 
 func nonNilMap(m map[string]string) map[string]string {
@@ -369,7 +386,8 @@ func (db *DB) commit(batch []*request) {
 }
 
 // insert commits batch in one transaction, its statements sent as one
-// pgx.Batch: bodies first, then the seq lock, then the message statements.
+// pgx.Batch: the bodies first, then the seq lock, then the messages, their
+// inbox entries, events and deliveries, each table in one statement.
 // Nothing of the batch is stored if it fails.
 func (db *DB) insert(batch []*request) ([]result, error) {
 	// Not a caller's context: once a batch starts it finishes, so that
@@ -377,19 +395,46 @@ func (db *DB) insert(batch []*request) ([]result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	results := make([]result, len(batch))
-	b := &pgx.Batch{}
+	var c columns
 	for _, r := range batch {
-		b.Queue(insertBody, r.id, r.raw, r.original)
+		c.add(&r.row)
 	}
+	b := &pgx.Batch{}
+	b.Queue(insertBodies, c.ids, c.raws, c.originals)
 	b.Queue(lockSeq, db.lockKey)
-	for i, r := range batch {
-		b.Queue(insertMessage, r.args...).QueryRow(func(row pgx.Row) error {
-			return row.Scan(&results[i].seq, &results[i].eventSeqs, &results[i].deliveryIDs)
+	b.Queue(insertMessages, c.messageArgs()...).Query(func(rows pgx.Rows) error {
+		seqs, err := sortedInt64s(rows, len(batch))
+		for i := range seqs {
+			results[i].seq = seqs[i]
+		}
+		return err
+	})
+	if len(c.inboxIDs) > 0 {
+		b.Queue(insertInboxes, c.inboxIDs, c.inboxes)
+	}
+	if len(c.evIDs) > 0 {
+		b.Queue(insertMessageEvents, c.evIDs, c.evType, c.evRecipient, c.evTime, c.evIP, c.evUA, c.evURL, c.evReply, c.evDetail).
+			Query(func(rows pgx.Rows) error {
+				seqs, err := sortedInt64s(rows, len(c.evIDs))
+				for i, r := range batch {
+					results[i].eventSeqs, seqs = seqs[:len(r.row.events):len(r.row.events)], seqs[len(r.row.events):]
+				}
+				return err
+			})
+	}
+	if len(c.dIDs) > 0 {
+		b.Queue(insertDeliveries, c.dIDs, c.dRoute, c.dDomain, c.dRecipients, c.dState, c.dAttempts, c.dNext, c.dExpires,
+			c.dReply, c.dCreated).Query(func(rows pgx.Rows) error {
+			ids, err := sortedInt64s(rows, len(c.dIDs))
+			for i, r := range batch {
+				results[i].deliveryIDs, ids = ids[:len(r.row.deliveries):len(r.row.deliveries)], ids[len(r.row.deliveries):]
+			}
+			return err
 		})
 	}
 	if err := db.sendTx(ctx, b); err != nil {
 		if isUniqueViolation(err) {
-			id := batch[0].id
+			id := batch[0].row.id
 			if len(batch) > 1 {
 				id = fmt.Sprintf("%d messages", len(batch))
 			}
@@ -400,10 +445,71 @@ func (db *DB) insert(batch []*request) ([]result, error) {
 	return results, nil
 }
 
-// isUniqueViolation reports whether err is PostgreSQL's unique_violation.
-func isUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+// sortedInt64s reads exactly n int64 values from rows, in ascending order.
+func sortedInt64s(rows pgx.Rows, n int) ([]int64, error) {
+	vals, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return make([]int64, n), err
+	}
+	if len(vals) != n {
+		return make([]int64, n), fmt.Errorf("inserted %d rows, want %d", len(vals), n)
+	}
+	slices.Sort(vals)
+	return vals, nil
+}
+
+// columns gathers the rows of a batch column by column.
+type columns struct {
+	ids, logins, routes, mailFroms, recipients, remoteIPs, helos []string
+	tls                                                          []bool
+	received                                                     []time.Time
+	sizes                                                        []int64
+	summaries, tags, texts, returnPaths, metadata                []string
+	sendAts                                                      []pgtype.Timestamptz
+	processing, subjects, fromTexts, toTexts                     []string
+	hasAttachment                                                []bool
+	raws, originals                                              [][]byte
+
+	inboxIDs, inboxes []string
+
+	evIDs, evType, evRecipient, evIP, evUA, evURL, evReply, evDetail []string
+	evTime                                                           []time.Time
+
+	dIDs, dRoute, dDomain, dRecipients, dState, dReply []string
+	dAttempts                                          []int32
+	dNext, dExpires, dCreated                          []time.Time
+}
+
+// add appends r to the columns.
+func (c *columns) add(r *row) {
+	c.ids, c.logins, c.routes, c.mailFroms = append(c.ids, r.id), append(c.logins, r.login), append(c.routes, r.route), append(c.mailFroms, r.mailFrom)
+	c.recipients, c.remoteIPs, c.helos = append(c.recipients, r.recipients), append(c.remoteIPs, r.remoteIP), append(c.helos, r.helo)
+	c.tls, c.received, c.sizes = append(c.tls, r.tls), append(c.received, r.received), append(c.sizes, r.size)
+	c.summaries, c.tags, c.texts = append(c.summaries, r.summary), append(c.tags, r.tags), append(c.texts, r.text)
+	c.returnPaths, c.metadata, c.sendAts = append(c.returnPaths, r.returnPath), append(c.metadata, r.metadata), append(c.sendAts, r.sendAt)
+	c.processing, c.subjects = append(c.processing, r.processing), append(c.subjects, r.subject)
+	c.fromTexts, c.toTexts, c.hasAttachment = append(c.fromTexts, r.fromText), append(c.toTexts, r.toText), append(c.hasAttachment, r.hasAttachment)
+	c.raws, c.originals = append(c.raws, r.raw), append(c.originals, r.original)
+	for _, in := range r.inboxes {
+		c.inboxIDs, c.inboxes = append(c.inboxIDs, r.id), append(c.inboxes, in)
+	}
+	for _, e := range r.events {
+		c.evIDs, c.evType, c.evRecipient, c.evTime = append(c.evIDs, r.id), append(c.evType, e.typ), append(c.evRecipient, e.recipient), append(c.evTime, e.time)
+		c.evIP, c.evUA, c.evURL = append(c.evIP, e.ip), append(c.evUA, e.userAgent), append(c.evURL, e.url)
+		c.evReply, c.evDetail = append(c.evReply, e.reply), append(c.evDetail, e.detail)
+	}
+	for _, d := range r.deliveries {
+		c.dIDs, c.dRoute, c.dDomain, c.dRecipients = append(c.dIDs, r.id), append(c.dRoute, d.route), append(c.dDomain, d.domain), append(c.dRecipients, d.recipients)
+		c.dState, c.dReply, c.dAttempts = append(c.dState, d.state), append(c.dReply, d.lastReply), append(c.dAttempts, d.attempts)
+		c.dNext, c.dExpires, c.dCreated = append(c.dNext, d.next), append(c.dExpires, d.expires), append(c.dCreated, r.created)
+	}
+}
+
+// messageArgs are the arguments of insertMessages.
+func (c *columns) messageArgs() []any {
+	return []any{c.ids, c.logins, c.routes, c.mailFroms, c.recipients, c.remoteIPs, c.helos, c.tls, c.received, c.sizes,
+		c.summaries, c.tags, c.texts, c.returnPaths, c.metadata, c.sendAts, c.processing, c.subjects, c.fromTexts,
+		c.toTexts, c.hasAttachment}
 }
 
 // sendTx runs b in one transaction, committed only if every statement and
@@ -412,4 +518,10 @@ func (db *DB) sendTx(ctx context.Context, b *pgx.Batch) error {
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		return tx.SendBatch(ctx, b).Close()
 	})
+}
+
+// isUniqueViolation reports whether err is PostgreSQL's unique_violation.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }

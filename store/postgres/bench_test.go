@@ -80,7 +80,7 @@ func seedInbox(b testing.TB, db *DB, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	summary := req.args[10].(string)
+	summary := req.row.summary
 	ctx := context.Background()
 	_, err = db.pool.Exec(ctx, `
 INSERT INTO messages (id, login, route, mail_from, recipients, remote_ip, helo, tls, received, size,
