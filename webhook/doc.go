@@ -55,9 +55,10 @@
 // # Isolation
 //
 // Each endpoint has its own senders (Endpoint.Concurrency, 4 by default)
-// and its own queue of claimed jobs (at most 512), so a slow or dead
-// endpoint only delays its own events: a timeout or a refused connection
-// occupies one of its senders, never another endpoint's. Nothing here is on
+// and its own queue of claimed jobs, sized to what it sends in half a lease
+// at its measured pace, so a slow or dead endpoint only delays its own
+// events: a timeout or a refused connection occupies one of its senders,
+// never another endpoint's. Nothing here is on
 // the SMTP path: the worker runs in its own goroutines and only talks to
 // the store and the endpoints.
 //

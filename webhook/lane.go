@@ -21,15 +21,17 @@ type lane struct {
 	ep     Endpoint
 	types  []string        // the store's type filter; nil = all
 	logins map[string]bool // nil = all
+	wg     *sync.WaitGroup // Run's: senders and recorders
 
 	mu      sync.Mutex
 	cond    *sync.Cond      // signalled when a job is queued or the lane stops
-	held    map[int64]*held // claimed jobs, queued or in flight
+	held    map[int64]*held // claimed jobs: queued, in flight or being recorded
 	firsts  []*held         // queued first attempts, in Seq order
 	retries []*held         // queued retries, in claim order
 	// failing is set while the endpoint's last attempt failed: its events
 	// are out of order anyway, so every sender takes first attempts too.
 	failing bool
+	latency time.Duration // moving average of the endpoint's answer time
 	stopped bool
 }
 
@@ -45,22 +47,34 @@ type outcome struct {
 	status int    // HTTP status, 0 if none
 	text   string // the job's LastError
 	next   time.Time
-	// requested says that a request was made, so the outcome tells
-	// whether the endpoint works.
-	requested bool
+	// took is how long the request took; 0 if none was made. Only an
+	// outcome with a request says whether the endpoint works.
+	took time.Duration
 }
 
 func newLane(w *Worker, ep Endpoint, types []string, logins map[string]bool) *lane {
-	l := &lane{w: w, ep: ep, types: types, logins: logins, held: make(map[int64]*held)}
+	l := &lane{w: w, ep: ep, types: types, logins: logins, held: make(map[int64]*held), latency: initialLatency}
 	l.cond = sync.NewCond(&l.mu)
 	return l
+}
+
+// capacity is how many jobs the lane holds at most: about as many as it
+// sends in half a lease at its measured pace, so that a job it takes is
+// sent before its lease runs out. l.mu is held.
+func (l *lane) capacity() int {
+	parallel := 1 // first attempts, one at a time
+	if l.failing {
+		parallel = l.ep.Concurrency
+	}
+	n := int(l.w.cfg.Lease/2/max(l.latency, 100*time.Microsecond)) * parallel
+	return min(max(n, 2*l.ep.Concurrency), maxHeld)
 }
 
 // free returns how many more jobs the lane takes now.
 func (l *lane) free() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return maxHeld - len(l.held)
+	return max(l.capacity()-len(l.held), 0)
 }
 
 // add queues a claimed job and reports whether the lane took it. A job it
@@ -72,7 +86,7 @@ func (l *lane) add(j *store.WebhookJob, leaseUntil time.Time) bool {
 		h.leaseUntil = leaseUntil
 		return true
 	}
-	if l.stopped || len(l.held) >= maxHeld {
+	if l.stopped || len(l.held) >= l.capacity() {
 		return false
 	}
 	h := &held{job: j, leaseUntil: leaseUntil}
@@ -115,7 +129,7 @@ func (l *lane) take(ordered bool) (*store.WebhookJob, time.Time) {
 // done forgets a job the lane no longer holds.
 func (l *lane) done(j *store.WebhookJob) {
 	l.mu.Lock()
-	wasFull := len(l.held) >= maxHeld
+	wasFull := len(l.held) >= l.capacity()
 	delete(l.held, j.ID)
 	l.mu.Unlock()
 	if wasFull {
@@ -131,8 +145,9 @@ func (l *lane) stop() {
 	l.mu.Unlock()
 }
 
-// start starts the lane's Concurrency senders.
+// start starts the lane's Concurrency senders in wg.
 func (l *lane) start(ctx context.Context, wg *sync.WaitGroup) {
+	l.wg = wg
 	for i := range l.ep.Concurrency {
 		wg.Go(func() {
 			for {
@@ -146,7 +161,8 @@ func (l *lane) start(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// deliver makes one attempt and records its outcome.
+// deliver makes one attempt and has its outcome recorded while the sender
+// goes on with the next job (the store commits outcomes in groups).
 func (l *lane) deliver(ctx context.Context, j *store.WebhookJob, leaseUntil time.Time) {
 	log := l.w.log.With(zap.String("webhook", l.ep.Name), zap.Int64("job", j.ID), zap.Int64("seq", j.EventSeq), zap.Int("attempt", j.Attempts+1))
 	if left := leaseUntil.Sub(l.w.cfg.Now()); left < l.w.timeout+leaseMargin {
@@ -157,16 +173,21 @@ func (l *lane) deliver(ctx context.Context, j *store.WebhookJob, leaseUntil time
 		return
 	}
 	o := l.attempt(ctx, j)
-	l.record(ctx, log, j, o)
-	if o.requested {
+	if o.took > 0 {
+		// Learn the endpoint's pace, and whether it fails, before the
+		// next take.
 		l.mu.Lock()
-		if was := l.failing; was != (o.state != "sent") {
-			l.failing = !was
+		l.latency += (o.took - l.latency) / 8
+		if failing := o.state != "sent"; failing != l.failing {
+			l.failing = failing
 			l.cond.Broadcast()
 		}
 		l.mu.Unlock()
 	}
-	l.done(j)
+	l.wg.Go(func() {
+		l.record(ctx, log, j, o)
+		l.done(j)
+	})
 }
 
 // attempt sends the job's event once and decides what becomes of the job.
@@ -178,7 +199,7 @@ func (l *lane) attempt(ctx context.Context, j *store.WebhookJob) outcome {
 	if err != nil {
 		return l.retry(j, nil, 0, fmt.Sprintf("not sent: reading event %d: %v", j.EventSeq, err), 0)
 	}
-	if j.Attempts == 0 && l.w.cfg.Now().After(ev.Time.Add(l.ep.MaxAge)) {
+	if j.Attempts == 0 && l.w.cfg.Now().After(born(j, ev).Add(l.ep.MaxAge)) {
 		return outcome{state: "failed", text: fmt.Sprintf("not sent: the event is older than max age %s", l.ep.MaxAge)}
 	}
 	var info Info
@@ -195,7 +216,9 @@ func (l *lane) attempt(ctx context.Context, j *store.WebhookJob) outcome {
 	if err != nil {
 		return outcome{state: "failed", text: err.Error()}
 	}
+	start := time.Now()
 	r := l.w.post(ctx, l.ep, j, ev.Type, body)
+	took := max(time.Since(start), time.Nanosecond)
 	var o outcome
 	switch {
 	case r.err == nil && r.status >= 200 && r.status < 300:
@@ -205,7 +228,7 @@ func (l *lane) attempt(ctx context.Context, j *store.WebhookJob) outcome {
 	default:
 		o = l.retry(j, ev, r.status, r.text, r.retryAfter)
 	}
-	o.requested = r.status != 0 || r.err != nil
+	o.took = took
 	return o
 }
 
@@ -214,15 +237,20 @@ func (l *lane) attempt(ctx context.Context, j *store.WebhookJob) outcome {
 func (l *lane) retry(j *store.WebhookJob, ev *store.Event, status int, text string, after time.Duration) outcome {
 	now := l.w.cfg.Now()
 	next := now.Add(max(l.w.cfg.Backoff(j.Attempts+1), after))
-	born := j.Created
-	if ev != nil {
-		born = ev.Time
-	}
-	if deadline := born.Add(l.ep.MaxAge); next.After(deadline) {
+	if deadline := born(j, ev).Add(l.ep.MaxAge); next.After(deadline) {
 		return outcome{state: "failed", status: status,
 			text: fmt.Sprintf("%s (gave up after %d attempts: the event is older than max age %s)", text, j.Attempts+1, l.ep.MaxAge)}
 	}
 	return outcome{state: "deferred", status: status, text: text, next: next}
+}
+
+// born is when the job's event happened (when the job was created if the
+// event is unknown or has no time): MaxAge counts from then.
+func born(j *store.WebhookJob, ev *store.Event) time.Time {
+	if ev == nil || ev.Time.IsZero() {
+		return j.Created
+	}
+	return ev.Time
 }
 
 // record completes the job in the store, retrying a store error briefly:
