@@ -405,3 +405,25 @@ func BenchmarkClaimComplete(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInboxes lists the 100 most recently used inboxes of one login,
+// with their counts, on a store of 100,000 messages in 1,000 inboxes.
+func BenchmarkInboxes(b *testing.B) {
+	ls := buildLargeStore(b)
+	scope := store.Scope{Logins: []string{"app"}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	cpu := cpuTime(b)
+	n := 0
+	for b.Loop() {
+		n++
+		list, err := ls.db.Inboxes(ctx, scope, "", 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(list) != 100 {
+			b.Fatalf("%d inboxes", len(list))
+		}
+	}
+	reportCPU(b, cpu, n)
+}
