@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,4 +158,57 @@ func writeCertPEM(t *testing.T, cfg *tls.Config, file string) {
 	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzDeliveries checks the invariants of Deliveries for any recipient
+// list: every distinct non-empty recipient (ignoring case and surrounding
+// space) is in exactly one delivery, with its first index; with MX each
+// delivery holds one domain, and a smarthost gets one delivery.
+func FuzzDeliveries(f *testing.F) {
+	f.Add("a@one.test\nb@two.test", true)
+	f.Fuzz(func(t *testing.T, list string, mx bool) {
+		rcpts := strings.Split(list, "\n")
+		msg := &store.Message{Recipients: rcpts, Received: time.Unix(1_800_000_000, 0)}
+		r := relay.Route{Name: "r", MX: mx, Address: "h:25"}
+		ds := relay.Deliveries(msg, r)
+		first := map[string]int{}
+		for i, a := range rcpts {
+			k := strings.ToLower(strings.TrimSpace(a))
+			if _, ok := first[k]; !ok && k != "" {
+				first[k] = i
+			}
+		}
+		seen := map[string]bool{}
+		for _, d := range ds {
+			if !mx && len(ds) != 1 {
+				t.Fatalf("smarthost: %d deliveries", len(ds))
+			}
+			if len(d.Recipients) == 0 {
+				t.Fatal("empty delivery")
+			}
+			for _, rc := range d.Recipients {
+				k := strings.ToLower(rc.Address)
+				if seen[k] {
+					t.Fatalf("%q twice", rc.Address)
+				}
+				seen[k] = true
+				if i, ok := first[k]; !ok || i != rc.Index || strings.TrimSpace(rcpts[rc.Index]) != rc.Address {
+					t.Fatalf("%q has index %d, want %d", rc.Address, rc.Index, i)
+				}
+				if mx {
+					at := strings.LastIndexByte(k, '@')
+					dom := ""
+					if at >= 0 {
+						dom = k[at+1:]
+					}
+					if dom != d.Domain {
+						t.Fatalf("%q in the delivery for %q", rc.Address, d.Domain)
+					}
+				}
+			}
+		}
+		if len(seen) != len(first) {
+			t.Fatalf("%d recipients delivered, want %d", len(seen), len(first))
+		}
+	})
 }

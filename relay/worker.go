@@ -122,7 +122,7 @@ func (w *Worker) Notify() {
 // job is a claimed delivery.
 type job struct {
 	d          *store.Delivery
-	route      *route // nil when the route is not configured
+	route      *route // set when it starts; nil when the route is not configured
 	leaseUntil time.Time
 }
 
@@ -171,7 +171,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			case err == nil:
 				leaseUntil := time.Now().Add(w.cfg.Lease)
 				for _, d := range claimed {
-					held = append(held, &job{d: d, route: set.routes[d.Route], leaseUntil: leaseUntil})
+					held = append(held, &job{d: d, leaseUntil: leaseUntil})
 				}
 				more = len(claimed) == free
 				if len(claimed) > 0 {
@@ -211,13 +211,9 @@ func (w *Worker) dispatch(ctx context.Context, lim *limits, set *settings, held 
 	var wait time.Duration
 	kept := held[:0]
 	for _, j := range held {
-		if j.route == nil {
-			// Not configured (yet): recorded as a temporary failure, no
-			// limits apply.
-			if r := set.routes[j.d.Route]; r != nil {
-				j.route = r
-			}
-		}
+		// The route in force now (a reload may have changed or removed
+		// it); nil is recorded as a temporary failure, outside the limits.
+		j.route = set.routes[j.d.Route]
 		if j.route != nil {
 			ok, rw := lim.admit(j.route, j.d.Domain, now)
 			if !ok {

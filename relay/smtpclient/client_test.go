@@ -1,14 +1,20 @@
 package smtpclient
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/textproto"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
 	"github.com/smtpgate/smtpgate/internal/dnstest"
@@ -590,3 +596,35 @@ func TestSessionReuseStale(t *testing.T) {
 		t.Errorf("%d connections for two domains, want 2", n)
 	}
 }
+
+// FuzzReadReply feeds arbitrary server output to the reply reader used for
+// the greeting, EHLO and STARTTLS. A refused reply must become a one-line
+// "code [x.y.z] text" (it is stored as an event's reply), whatever the
+// server sent, and nothing may panic.
+func FuzzReadReply(f *testing.F) {
+	f.Add([]byte("250 2.0.0 Ok\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tp := textproto.NewConn(readWriteNop{bytes.NewReader(data)})
+		code, msg, err := readReply(tp, 250)
+		_ = hasExtension(msg, "STARTTLS")
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			if err == nil && code != 250 {
+				t.Fatalf("no error for code %d", code)
+			}
+			return
+		}
+		r := replyOf(err)
+		if strings.ContainsAny(r, "\r\n") {
+			t.Fatalf("reply %q spans lines", r)
+		}
+		if !strings.HasPrefix(r, strconv.Itoa(se.Code)) {
+			t.Fatalf("reply %q does not start with code %d", r, se.Code)
+		}
+	})
+}
+
+type readWriteNop struct{ io.Reader }
+
+func (readWriteNop) Write(p []byte) (int, error) { return len(p), nil }
+func (readWriteNop) Close() error                { return nil }
