@@ -2,12 +2,20 @@
 // file (modernc.org/sqlite, pure Go) in WAL mode with synchronous=FULL, so a
 // committed transaction is on disk.
 //
-// All message writes go through one writer goroutine that commits in
-// groups: every Accept waiting in the queue (up to maxBatchMessages messages
-// or maxBatchBytes bytes) shares one transaction and one fsync, and each
-// caller is released with its own result once that transaction commits.
+// Every write goes through one writer goroutine that commits in groups:
+// every request waiting in the queue (up to maxBatchMessages requests or
+// maxBatchBytes bytes) shares one transaction and one fsync, and each caller
+// is released with its own result once that transaction commits. Accept
+// writes a message with its inbox entries, search row, events and
+// deliveries; every other write (AddEvents, the queue's claims and
+// outcomes, webhook fan-out, deletes, read marks, Prune) runs under a
+// savepoint of its own, so that its failure undoes only its own changes.
+// SQLite thus never sees two writers, and message and event Seqs, given
+// out in that one goroutine, increase in commit order.
+//
 // Reads use a separate pool of query-only connections and never wait for the
-// writer.
+// writer. A third connection runs passive WAL checkpoints in the
+// background.
 package sqlite
 
 import (
