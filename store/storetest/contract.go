@@ -26,6 +26,8 @@ func contractTests() []struct {
 	}{
 		{"AcceptDeliveryDefaults", testDeliveryDefaults},
 		{"CompleteAttemptNilRecipientsAndOrder", testCompleteNilRecipients},
+		{"CompleteAttemptLeaseLostRecordsNothing", testLeaseLostRecordsNothing},
+		{"ReleaseOnlyTheOwnersLeases", testReleaseOnlyOwner},
 		{"CancelDeliveryRules", testCancelRules},
 		{"DeliveriesLimits", testDeliveryLimits},
 		{"QueueSurvivesReopen", testQueueReopen},
@@ -197,6 +199,76 @@ func testCompleteNilRecipients(t *testing.T, h *harness) {
 	}
 	if _, err := h.st.Attempts(ctx, d.ID, store.Scope{}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Attempts with the zero scope: %v, want ErrNotFound", err)
+	}
+}
+
+// testLeaseLostRecordsNothing: an outcome from a worker whose lease was
+// taken over changes nothing at all: no attempt, no event, no new state.
+func testLeaseLostRecordsNothing(t *testing.T, h *harness) {
+	ctx := context.Background()
+	now := msNow()
+	m := h.relay("alpha", now, "x@example.org")
+	id := m.Deliveries[0].ID
+	if got := h.claim("old", now, 1, time.Minute); len(got) != 1 {
+		t.Fatalf("claimed %v", deliveryIDs(got))
+	}
+	if got := h.claim("new", now.Add(2*time.Minute), 1, time.Hour); len(got) != 1 {
+		t.Fatalf("take over: claimed %v", deliveryIDs(got))
+	}
+	before := h.deliveries(store.DeliveryQuery{Scope: all, MessageID: m.ID})[0]
+	evsBefore := len(eventsOf(t, h.st, m.ID))
+	ev := &store.Event{Type: store.EventSent, Recipient: "x@example.org", Time: now, Reply: "250 ok"}
+	err := h.st.CompleteAttempt(ctx, id, "old", store.Outcome{
+		Attempt:    store.Attempt{Time: now, Host: "mx:25", Reply: "250 ok"},
+		Recipients: []store.RecipientDelivery{{Address: "x@example.org", State: store.RecipientSent, Reply: "250 ok"}},
+		State:      store.DeliverySent, Events: []*store.Event{ev}})
+	if !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("CompleteAttempt by the old owner: %v, want ErrLeaseLost", err)
+	}
+	if got := len(eventsOf(t, h.st, m.ID)); got != evsBefore {
+		t.Errorf("a lost lease added %d events", got-evsBefore)
+	}
+	if a, err := h.st.Attempts(ctx, id, all); err != nil || len(a) != 0 {
+		t.Errorf("a lost lease recorded attempts %+v (%v)", a, err)
+	}
+	after := h.deliveries(store.DeliveryQuery{Scope: all, MessageID: m.ID})[0]
+	if err := sameDelivery(after, before); err != nil {
+		t.Errorf("a lost lease changed the delivery: %v", err)
+	}
+	// The new owner still holds it.
+	if err := h.st.CompleteAttempt(ctx, id, "new", store.Outcome{Attempt: store.Attempt{Time: now, Reply: "250 ok"},
+		State: store.DeliverySent}); err != nil {
+		t.Errorf("the new owner: %v", err)
+	}
+}
+
+// testReleaseOnlyOwner: ReleaseDeliveries frees the owner's leases only.
+func testReleaseOnlyOwner(t *testing.T, h *harness) {
+	ctx := context.Background()
+	now := msNow()
+	h.relay("alpha", now, "a@example.org", "b@example.org", "c@example.org")
+	a := h.claim("a", now, 2, time.Hour)
+	b := h.claim("b", now, 2, time.Hour)
+	if len(a) != 2 || len(b) != 1 {
+		t.Fatalf("claimed %v and %v", deliveryIDs(a), deliveryIDs(b))
+	}
+	if err := h.st.ReleaseDeliveries(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.st.ReleaseDeliveries(ctx, "nobody"); err != nil {
+		t.Errorf("releasing an owner without leases: %v", err)
+	}
+	got := h.claim("c", now.Add(time.Minute), 10, time.Hour)
+	if !reflect.DeepEqual(deliveryIDs(got), deliveryIDs(a)) {
+		t.Errorf("after releasing a: claimed %v, want a's %v (b's lease holds)", deliveryIDs(got), deliveryIDs(a))
+	}
+	if err := h.st.CompleteAttempt(ctx, a[0].ID, "a", store.Outcome{Attempt: store.Attempt{Time: now, Reply: "250"},
+		State: store.DeliverySent}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("completing a released delivery: %v, want ErrLeaseLost", err)
+	}
+	if err := h.st.CompleteAttempt(ctx, b[0].ID, "b", store.Outcome{Attempt: store.Attempt{Time: now, Reply: "250"},
+		State: store.DeliverySent}); err != nil {
+		t.Errorf("b lost its lease to a's release: %v", err)
 	}
 }
 
