@@ -26,19 +26,22 @@ const (
 	stateAbandoned       // the caller gave up; the writer skips it
 )
 
-// request is one Accept waiting for a writer.
+// request is one Accept or AddEvents waiting for a writer.
 type request struct {
-	row   row
-	size  int // raw bytes, for the batch limit
-	state atomic.Int32
-	done  chan result // buffered: the writer never blocks on it
+	row    *row  // an Accept, or
+	events []any // the arguments of insertEvents for an AddEvents
+	nEvent int   // the number of events given to AddEvents
+	size   int   // raw bytes, for the batch limit
+	state  atomic.Int32
+	done   chan result // buffered: the writer never blocks on it
 }
 
 // result is what a writer reports for one request.
 type result struct {
-	seq         int64
-	eventSeqs   []int64
-	deliveryIDs []int64
+	seq         int64    // Accept: the message's Seq
+	eventSeqs   []int64  // the Seqs of the events, in the order given
+	logins      []string // AddEvents: the Login of each event
+	deliveryIDs []int64  // Accept: the delivery ids, in the order given
 	err         error
 }
 
@@ -140,33 +143,9 @@ func (db *DB) Accept(ctx context.Context, msg *store.Message) error {
 	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	res, err := db.submit(ctx, req)
+	if err != nil {
 		return fmt.Errorf("postgres: accept %s: %w", msg.ID, err)
-	}
-
-	db.mu.RLock()
-	if db.closed.Load() {
-		db.mu.RUnlock()
-		return fmt.Errorf("postgres: accept %s: %w", msg.ID, store.ErrClosed)
-	}
-	db.senders.Add(1)
-	db.mu.RUnlock()
-	select {
-	case db.queue <- req:
-		db.senders.Done()
-	case <-ctx.Done():
-		db.senders.Done()
-		return fmt.Errorf("postgres: accept %s: %w", msg.ID, ctx.Err())
-	}
-
-	var res result
-	select {
-	case res = <-req.done:
-	case <-ctx.Done():
-		if req.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			return fmt.Errorf("postgres: accept %s: %w", msg.ID, ctx.Err())
-		}
-		res = <-req.done // already being committed: report the truth
 	}
 	if res.err != nil {
 		return res.err
@@ -184,6 +163,39 @@ func (db *DB) Accept(ctx context.Context, msg *store.Message) error {
 		d.ID, d.MessageID, d.Login, d.Created, d.Updated = res.deliveryIDs[i], msg.ID, msg.Login, created, created
 	}
 	return nil
+}
+
+// submit queues req for a writer and waits for its result. If ctx ends
+// while req is still queued, submit returns the context's error and req is
+// never written; once a writer has taken it, submit waits for the true
+// outcome whatever ctx does. It returns store.ErrClosed after Close.
+func (db *DB) submit(ctx context.Context, req *request) (result, error) {
+	if err := ctx.Err(); err != nil {
+		return result{}, err
+	}
+	db.mu.RLock()
+	if db.closed.Load() {
+		db.mu.RUnlock()
+		return result{}, store.ErrClosed
+	}
+	db.senders.Add(1)
+	db.mu.RUnlock()
+	select {
+	case db.queue <- req:
+		db.senders.Done()
+	case <-ctx.Done():
+		db.senders.Done()
+		return result{}, ctx.Err()
+	}
+	select {
+	case res := <-req.done:
+		return res, nil
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(stateQueued, stateAbandoned) {
+			return result{}, ctx.Err()
+		}
+		return <-req.done, nil // already being committed: report the truth
+	}
 }
 
 // encodeRequest validates msg and encodes it for a writer. created is the
@@ -250,7 +262,7 @@ func encodeRequest(msg *store.Message, now time.Time) (req *request, created tim
 		r.deliveries = append(r.deliveries, deliveryRow{route: clean(d.Route), domain: clean(d.Domain), recipients: rcpts,
 			state: clean(d.State), lastReply: clean(d.LastReply), attempts: int32(d.Attempts), next: d.NextAttempt, expires: d.Expires})
 	}
-	return &request{row: r, size: len(r.raw) + len(r.original), done: make(chan result, 1)}, created, nil
+	return &request{row: &r, size: len(r.raw) + len(r.original), done: make(chan result, 1)}, created, nil
 }
 
 // deliveryDefaults fills in what Accept defaults in a delivery of msg: an
@@ -396,19 +408,27 @@ func (db *DB) insert(batch []*request) ([]result, error) {
 	defer cancel()
 	results := make([]result, len(batch))
 	var c columns
-	for _, r := range batch {
-		c.add(&r.row)
+	var accepts []int // indexes in batch of the Accepts
+	for i, r := range batch {
+		if r.row != nil {
+			c.add(r.row)
+			accepts = append(accepts, i)
+		}
 	}
 	b := &pgx.Batch{}
-	b.Queue(insertBodies, c.ids, c.raws, c.originals)
+	if len(accepts) > 0 {
+		b.Queue(insertBodies, c.ids, c.raws, c.originals)
+	}
 	b.Queue(lockSeq, db.lockKey)
-	b.Queue(insertMessages, c.messageArgs()...).Query(func(rows pgx.Rows) error {
-		seqs, err := sortedInt64s(rows, len(batch))
-		for i := range seqs {
-			results[i].seq = seqs[i]
-		}
-		return err
-	})
+	if len(accepts) > 0 {
+		b.Queue(insertMessages, c.messageArgs()...).Query(func(rows pgx.Rows) error {
+			seqs, err := sortedInt64s(rows, len(accepts))
+			for k, i := range accepts {
+				results[i].seq = seqs[k]
+			}
+			return err
+		})
+	}
 	if len(c.inboxIDs) > 0 {
 		b.Queue(insertInboxes, c.inboxIDs, c.inboxes)
 	}
@@ -416,8 +436,9 @@ func (db *DB) insert(batch []*request) ([]result, error) {
 		b.Queue(insertMessageEvents, c.evIDs, c.evType, c.evRecipient, c.evTime, c.evIP, c.evUA, c.evURL, c.evReply, c.evDetail).
 			Query(func(rows pgx.Rows) error {
 				seqs, err := sortedInt64s(rows, len(c.evIDs))
-				for i, r := range batch {
-					results[i].eventSeqs, seqs = seqs[:len(r.row.events):len(r.row.events)], seqs[len(r.row.events):]
+				for _, i := range accepts {
+					n := len(batch[i].row.events)
+					results[i].eventSeqs, seqs = seqs[:n:n], seqs[n:]
 				}
 				return err
 			})
@@ -426,21 +447,50 @@ func (db *DB) insert(batch []*request) ([]result, error) {
 		b.Queue(insertDeliveries, c.dIDs, c.dRoute, c.dDomain, c.dRecipients, c.dState, c.dAttempts, c.dNext, c.dExpires,
 			c.dReply, c.dCreated).Query(func(rows pgx.Rows) error {
 			ids, err := sortedInt64s(rows, len(c.dIDs))
-			for i, r := range batch {
-				results[i].deliveryIDs, ids = ids[:len(r.row.deliveries):len(r.row.deliveries)], ids[len(r.row.deliveries):]
+			for _, i := range accepts {
+				n := len(batch[i].row.deliveries)
+				results[i].deliveryIDs, ids = ids[:n:n], ids[n:]
 			}
 			return err
 		})
 	}
-	if err := db.sendTx(ctx, b); err != nil {
-		if isUniqueViolation(err) {
-			id := batch[0].row.id
-			if len(batch) > 1 {
-				id = fmt.Sprintf("%d messages", len(batch))
-			}
-			return nil, fmt.Errorf("postgres: accept %s: %w", id, store.ErrDuplicateID)
+	for i, r := range batch {
+		if r.row != nil {
+			continue
 		}
-		return nil, fmt.Errorf("postgres: accept: commit %d messages: %w", len(batch), err)
+		// An AddEvents whose message is missing inserts nothing and fails
+		// alone; the rest of the batch goes on.
+		b.Queue(insertEvents, r.events...).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var seq int64
+				var login string
+				if err := rows.Scan(&seq, &login); err != nil {
+					return err
+				}
+				results[i].eventSeqs, results[i].logins = append(results[i].eventSeqs, seq), append(results[i].logins, login)
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			switch len(results[i].eventSeqs) {
+			case r.nEvent:
+			case 0:
+				results[i].err = store.ErrNotFound
+			default:
+				return fmt.Errorf("inserted %d of %d events", len(results[i].eventSeqs), r.nEvent)
+			}
+			return nil
+		})
+	}
+	if err := db.sendTx(ctx, b); err != nil {
+		if len(batch) == 1 && batch[0].row != nil && isUniqueViolation(err) {
+			return nil, fmt.Errorf("postgres: accept %s: %w", batch[0].row.id, store.ErrDuplicateID)
+		}
+		if len(batch) == 1 && batch[0].row == nil && isForeignKeyViolation(err) {
+			// A message was deleted while its events went in.
+			return nil, store.ErrNotFound
+		}
+		return nil, fmt.Errorf("postgres: group commit of %d: %w", len(batch), err)
 	}
 	return results, nil
 }

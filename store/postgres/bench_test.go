@@ -169,3 +169,28 @@ func BenchmarkClaimComplete(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAddEvents appends one event (an open) per op from 50
+// concurrent callers, as the tracking endpoints do; calls share group
+// commits through the writer.
+func BenchmarkAddEvents(b *testing.B) {
+	db := openTest(b, newSchema(b))
+	m := mustAccept(b, db, testMessage(b, "login0", store.RouteCapture, "a@example.org"))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range 50 {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				ev := &store.Event{MessageID: m.ID, Type: store.EventOpened, Time: time.Now(), IP: "192.0.2.1", UserAgent: "bench"}
+				if err := db.AddEvents(context.Background(), ev); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}

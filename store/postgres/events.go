@@ -85,32 +85,29 @@ func (db *DB) queueEvents(b *pgx.Batch, events []*store.Event) error {
 
 // AddEvents appends events to existing messages in one transaction and sets
 // their Seq (in the order given) and Login. It returns store.ErrNotFound,
-// and adds nothing, if any MessageID does not exist.
+// and adds nothing, if any MessageID does not exist. Like Accept it goes
+// through the group-commit writer, so that events from many callers share
+// a transaction and a WAL flush.
 func (db *DB) AddEvents(ctx context.Context, events ...*store.Event) error {
-	if err := db.usable("add events"); err != nil {
-		return err
-	}
 	if len(events) == 0 {
-		return nil
+		return db.usable("add events")
 	}
-	b := &pgx.Batch{}
-	if err := db.queueEvents(b, events); err != nil {
+	args, err := eventArgs(events)
+	if err != nil {
 		return fmt.Errorf("postgres: add events: %w", err)
 	}
-	// Seqs come back sorted: the INSERT draws them in input order.
-	err := db.sendTx(ctx, b)
-	if errors.Is(err, store.ErrNotFound) || isForeignKeyViolation(err) {
-		// A message was missing, or deleted while the events went in.
-		for _, ev := range events {
-			ev.Seq, ev.Login = 0, ""
-		}
+	res, err := db.submit(ctx, &request{events: args, nEvent: len(events), done: make(chan result, 1)})
+	if err != nil {
+		return fmt.Errorf("postgres: add events: %w", err)
+	}
+	if errors.Is(res.err, store.ErrNotFound) {
 		return store.ErrNotFound
 	}
-	if err != nil {
-		for _, ev := range events {
-			ev.Seq, ev.Login = 0, ""
-		}
-		return fmt.Errorf("postgres: add events: %w", err)
+	if res.err != nil {
+		return fmt.Errorf("postgres: add events: %w", res.err)
+	}
+	for i, ev := range events {
+		ev.Seq, ev.Login = res.eventSeqs[i], res.logins[i]
 	}
 	return nil
 }
