@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,15 +20,23 @@ import (
 // event read, signing, the HTTP round trip and the completion, all on the
 // real SQLite store (synchronous=FULL).
 func BenchmarkDeliver(b *testing.B) {
-	for _, endpoints := range []int{1, 4} {
-		b.Run(map[int]string{1: "one_endpoint", 4: "four_endpoints"}[endpoints], func(b *testing.B) {
-			benchmarkDeliver(b, endpoints)
-		})
+	stores := []struct {
+		name string
+		open func(b *testing.B) testStore
+	}{
+		{"sqlite", func(b *testing.B) testStore { return openSQLite(b, b.TempDir()) }},
+		{"postgres", func(b *testing.B) testStore { return openPostgres(b, newSchema(b)) }},
+	}
+	for _, s := range stores {
+		for _, endpoints := range []int{1, 4} {
+			b.Run(fmt.Sprintf("%s/endpoints=%d", s.name, endpoints), func(b *testing.B) {
+				benchmarkDeliver(b, s.open(b), endpoints)
+			})
+		}
 	}
 }
 
-func benchmarkDeliver(b *testing.B, endpoints int) {
-	st := openStore(b, b.TempDir())
+func benchmarkDeliver(b *testing.B, st testStore, endpoints int) {
 	var got atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)

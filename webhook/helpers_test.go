@@ -2,21 +2,28 @@ package webhook
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/smtpgate/smtpgate/store"
+	"github.com/smtpgate/smtpgate/store/postgres"
 	"github.com/smtpgate/smtpgate/store/sqlite"
 	"github.com/smtpgate/smtpgate/summary"
 )
@@ -29,23 +36,121 @@ type testStore interface {
 	store.Webhooks
 }
 
-// openStore opens the real SQLite store in dir; it is closed at the end of
-// the test (closing it earlier is harmless).
-func openStore(tb testing.TB, dir string) testStore {
+// opener opens the store named key; opening a key again after closing it
+// reaches the same data. Stores are closed when the test ends (closing one
+// earlier is harmless).
+type opener func(key string) testStore
+
+// eachStore runs fn on the real SQLite store and on the real PostgreSQL
+// store (skipped when no server answers, except in CI).
+func eachStore(t *testing.T, fn func(t *testing.T, open opener)) {
+	t.Run("sqlite", func(t *testing.T) {
+		dirs := map[string]string{}
+		fn(t, func(key string) testStore {
+			if dirs[key] == "" {
+				dirs[key] = t.TempDir()
+			}
+			return openSQLite(t, dirs[key])
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsns := map[string]string{}
+		fn(t, func(key string) testStore {
+			if dsns[key] == "" {
+				dsns[key] = newSchema(t)
+			}
+			return openPostgres(t, dsns[key])
+		})
+	})
+}
+
+func openSQLite(tb testing.TB, dir string) testStore {
 	tb.Helper()
 	db, err := sqlite.Open(context.Background(), dir, zap.NewNop())
 	if err != nil {
-		tb.Fatalf("opening the store: %v", err)
+		tb.Fatalf("opening the SQLite store: %v", err)
 	}
 	tb.Cleanup(func() { db.Close() })
 	return db
+}
+
+func openPostgres(tb testing.TB, dsn string) testStore {
+	tb.Helper()
+	db, err := postgres.Open(context.Background(), dsn, zap.NewNop())
+	if err != nil {
+		tb.Fatalf("opening the PostgreSQL store: %v", err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
+
+// defaultPostgres is the server the tests use when SMTPGATE_PG_DSN is unset.
+const defaultPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// newSchema creates a schema of its own for one store on the test server,
+// drops it when the test ends, and returns a DSN that uses it. Without
+// SMTPGATE_PG_DSN and a server at defaultPostgres the test is skipped,
+// except in CI.
+func newSchema(tb testing.TB) string {
+	tb.Helper()
+	dsn := os.Getenv("SMTPGATE_PG_DSN")
+	if dsn == "" {
+		dsn = defaultPostgres
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		if os.Getenv("CI") != "" || os.Getenv("SMTPGATE_PG_DSN") != "" {
+			tb.Fatalf("PostgreSQL at %s: %v", dsn, err)
+		}
+		tb.Skipf("no PostgreSQL at %s: %v", dsn, err)
+	}
+	defer conn.Close(ctx)
+	var b [6]byte
+	rand.Read(b[:])
+	name := "webhook_test_" + hex.EncodeToString(b[:])
+	schema := pgx.Identifier{name}.Sanitize()
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		tb.Fatalf("create schema: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			tb.Errorf("dropping schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+			tb.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	return withSearchPath(tb, dsn, name)
+}
+
+// withSearchPath returns dsn with search_path set to schema.
+func withSearchPath(tb testing.TB, dsn, schema string) string {
+	tb.Helper()
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			tb.Fatalf("parse DSN: %v", err)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
 }
 
 // emit commits a captured message from login with one event of each type
 // (to rcpt@example.org) and returns it; its events have their Seq set.
 func emit(tb testing.TB, st testStore, login string, types ...string) *store.Message {
 	tb.Helper()
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Millisecond) // as every store keeps it
 	id := store.NewID(now)
 	raw := fmt.Appendf(nil, "From: app@%s.example\r\nTo: rcpt@example.org\r\nSubject: Hello %s\r\n"+
 		"Message-ID: <%s@%s.example>\r\n\r\nHi\r\n", login, id, id, login)

@@ -15,8 +15,10 @@ import (
 	"github.com/smtpgate/smtpgate/store"
 )
 
-func TestRetriedUntilDelivered(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestRetriedUntilDelivered(t *testing.T) { eachStore(t, testRetriedUntilDelivered) }
+
+func testRetriedUntilDelivered(t *testing.T, open opener) {
+	st := open("a")
 	rcv := newReceiver(t, "k1", func(n int, _ delivery) int {
 		if n <= 2 {
 			return http.StatusInternalServerError
@@ -59,8 +61,10 @@ func TestRetriedUntilDelivered(t *testing.T) {
 	}
 }
 
-func TestGoneFailsAtOnce(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestGoneFailsAtOnce(t *testing.T) { eachStore(t, testGoneFailsAtOnce) }
+
+func testGoneFailsAtOnce(t *testing.T, open opener) {
+	st := open("a")
 	rcv := newReceiver(t, "k", func(int, delivery) int { return http.StatusGone })
 	emit(t, st, "app1", store.EventSent, store.EventOpened)
 	startWorker(t, testConfig(Endpoint{Name: "gone", URL: rcv.srv.URL, Secret: []byte("k")}), st)
@@ -76,8 +80,10 @@ func TestGoneFailsAtOnce(t *testing.T) {
 	}
 }
 
-func TestGivesUpAfterMaxAge(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestGivesUpAfterMaxAge(t *testing.T) { eachStore(t, testGivesUpAfterMaxAge) }
+
+func testGivesUpAfterMaxAge(t *testing.T, open opener) {
+	st := open("a")
 	rcv := newReceiver(t, "k", func(int, delivery) int { return http.StatusServiceUnavailable })
 	m := emit(t, st, "app1", store.EventBounced)
 	cfg := testConfig(Endpoint{Name: "down", URL: rcv.srv.URL, Secret: []byte("k"), MaxAge: 300 * time.Millisecond})
@@ -101,8 +107,10 @@ func TestGivesUpAfterMaxAge(t *testing.T) {
 	}
 }
 
-func TestStaleEventNotSent(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestStaleEventNotSent(t *testing.T) { eachStore(t, testStaleEventNotSent) }
+
+func testStaleEventNotSent(t *testing.T, open opener) {
+	st := open("a")
 	rcv := newReceiver(t, "k", nil)
 	m := emit(t, st, "app1")
 	old := &store.Event{MessageID: m.ID, Type: store.EventOpened, Time: time.Now().Add(-2 * time.Hour)}
@@ -127,8 +135,10 @@ func TestStaleEventNotSent(t *testing.T) {
 
 // TestSlowAndDeadEndpoints runs a healthy endpoint beside one whose port is
 // closed and one that answers after 5 s, with a 200 ms client timeout.
-func TestSlowAndDeadEndpoints(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestSlowAndDeadEndpoints(t *testing.T) { eachStore(t, testSlowAndDeadEndpoints) }
+
+func testSlowAndDeadEndpoints(t *testing.T, open opener) {
+	st := open("a")
 	healthy := newReceiver(t, "k", nil)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body) // then the server notices when the client hangs up
@@ -178,7 +188,11 @@ func TestSlowAndDeadEndpoints(t *testing.T) {
 // request open until the healthy one has all events (the client timeout
 // is 30 s) must not keep the healthy one from getting them, in Seq order.
 func TestBlockedEndpointDoesNotHoldOthers(t *testing.T) {
-	st := openStore(t, t.TempDir())
+	eachStore(t, testBlockedEndpointDoesNotHoldOthers)
+}
+
+func testBlockedEndpointDoesNotHoldOthers(t *testing.T, open opener) {
+	st := open("a")
 	healthy := newReceiver(t, "k", nil)
 	release := make(chan struct{})
 	var blockedHits atomic.Int32
@@ -236,8 +250,10 @@ func TestBlockedEndpointDoesNotHoldOthers(t *testing.T) {
 	}
 }
 
-func TestFilters(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestFilters(t *testing.T) { eachStore(t, testFilters) }
+
+func testFilters(t *testing.T, open opener) {
+	st := open("a")
 	all := newReceiver(t, "ka", nil)
 	filtered := newReceiver(t, "kf", nil)
 	var msgs []*store.Message
@@ -274,9 +290,10 @@ func TestFilters(t *testing.T) {
 
 // TestRestart stops a worker in the middle of a stream, closes and reopens
 // the store, and checks that a new worker sends every event exactly once.
-func TestRestart(t *testing.T) {
-	dir := t.TempDir()
-	st := openStore(t, dir)
+func TestRestart(t *testing.T) { eachStore(t, testRestart) }
+
+func testRestart(t *testing.T, open opener) {
+	st := open("a")
 	rcv := newReceiver(t, "k", func(int, delivery) int {
 		time.Sleep(2 * time.Millisecond) // so that the stop finds requests in flight
 		return http.StatusOK
@@ -297,7 +314,7 @@ func TestRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st = openStore(t, dir)
+	st = open("a")
 	for range 10 {
 		msgs = append(msgs, emit(t, st, "app1", store.EventSent))
 	}
@@ -321,8 +338,10 @@ func TestRestart(t *testing.T) {
 	}
 }
 
-func TestNotifyWakesTheWorker(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestNotifyWakesTheWorker(t *testing.T) { eachStore(t, testNotifyWakesTheWorker) }
+
+func testNotifyWakesTheWorker(t *testing.T, open opener) {
+	st := open("a")
 	rcv := newReceiver(t, "k", nil)
 	cfg := testConfig(Endpoint{Name: "h", URL: rcv.srv.URL, Secret: []byte("k")})
 	cfg.Poll = time.Hour
@@ -338,8 +357,10 @@ func TestNotifyWakesTheWorker(t *testing.T) {
 	}
 }
 
-func TestPayloadFromStore(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestPayloadFromStore(t *testing.T) { eachStore(t, testPayloadFromStore) }
+
+func testPayloadFromStore(t *testing.T, open opener) {
+	st := open("a")
 	rcv := newReceiver(t, "k", nil)
 	m := emit(t, st, "app1", store.EventSent)
 	cfg := testConfig(Endpoint{Name: "h", URL: rcv.srv.URL, Secret: []byte("k")})
@@ -354,8 +375,10 @@ func TestPayloadFromStore(t *testing.T) {
 	}
 }
 
-func TestRedirectNotFollowed(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestRedirectNotFollowed(t *testing.T) { eachStore(t, testRedirectNotFollowed) }
+
+func testRedirectNotFollowed(t *testing.T, open opener) {
+	st := open("a")
 	target := newReceiver(t, "k", nil)
 	redirect := httptest.NewServer(http.RedirectHandler(target.srv.URL, http.StatusFound))
 	defer redirect.Close()
@@ -376,8 +399,10 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}
 }
 
-func TestErrorBodyKeptAndCapped(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestErrorBodyKeptAndCapped(t *testing.T) { eachStore(t, testErrorBodyKeptAndCapped) }
+
+func testErrorBodyKeptAndCapped(t *testing.T, open opener) {
+	st := open("a")
 	long := "db locked " + strings.Repeat("x", 10000)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, long, http.StatusInternalServerError)
@@ -398,8 +423,10 @@ func TestErrorBodyKeptAndCapped(t *testing.T) {
 	}
 }
 
-func TestRetryAfterLengthensBackoff(t *testing.T) {
-	st := openStore(t, t.TempDir())
+func TestRetryAfterLengthensBackoff(t *testing.T) { eachStore(t, testRetryAfterLengthensBackoff) }
+
+func testRetryAfterLengthensBackoff(t *testing.T, open opener) {
+	st := open("a")
 	rcv := newReceiver(t, "k", nil)
 	rcv.answer = func(int, delivery) int { return http.StatusTooManyRequests }
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -417,9 +444,10 @@ func TestRetryAfterLengthensBackoff(t *testing.T) {
 	}
 }
 
-func TestRemovedWebhookJobsFail(t *testing.T) {
-	dir := t.TempDir()
-	st := openStore(t, dir)
+func TestRemovedWebhookJobsFail(t *testing.T) { eachStore(t, testRemovedWebhookJobsFail) }
+
+func testRemovedWebhookJobsFail(t *testing.T, open opener) {
+	st := open("a")
 	emit(t, st, "app1", store.EventSent)
 	cfg := testConfig(Endpoint{Name: "old", URL: deadURL(t)})
 	cfg.Backoff = func(int) time.Duration { return 0 } // due again at once
