@@ -72,15 +72,15 @@ func newSchema(tb testing.TB) string {
 	tb.Helper()
 	dsn := testDSN(tb)
 	schema := randomSchema()
-	exec(tb, dsn, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize())
+	execSQL(tb, dsn, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize())
 	tb.Cleanup(func() {
-		exec(tb, dsn, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+		execSQL(tb, dsn, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
 	})
 	return withSearchPath(tb, dsn, schema)
 }
 
-// exec runs one statement on a connection of its own.
-func exec(tb testing.TB, dsn, sql string, args ...any) {
+// execSQL runs one statement on a connection of its own.
+func execSQL(tb testing.TB, dsn, sql string, args ...any) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

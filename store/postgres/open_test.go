@@ -50,7 +50,7 @@ func TestOpenConcurrentMigratesOnce(t *testing.T) {
 func TestRefusesNewerSchema(t *testing.T) {
 	dsn := newSchema(t)
 	openTest(t, dsn).Close()
-	exec(t, dsn, `UPDATE schema_version SET version = 999`)
+	execSQL(t, dsn, `UPDATE schema_version SET version = 999`)
 	if db, err := Open(context.Background(), dsn, zap.NewNop()); err == nil {
 		db.Close()
 		t.Fatal("Open accepted schema version 999")
