@@ -22,6 +22,16 @@ type rcptResult struct {
 	reply  string
 }
 
+// tried is what an attempt found out.
+type tried struct {
+	results  map[int]rcptResult // by index in Delivery.Recipients, pending ones only
+	host     string             // host:port of the session, or the last one tried
+	reply    string             // the deciding reply
+	detail   string             // host, TLS, DKIM, failed hosts: for the events
+	slowDown bool               // the destination asked to slow down
+	giveUp   bool               // nothing can ever be sent: fail the pending recipients now
+}
+
 // attempt runs one delivery attempt and records its outcome; it reports
 // whether the destination asked to slow down.
 func (w *Worker) attempt(ctx context.Context, set *settings, j *job) (slowDown bool) {
@@ -34,16 +44,16 @@ func (w *Worker) attempt(ctx context.Context, set *settings, j *job) (slowDown b
 	actx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
-	results, host, reply, detail, slowDown := w.try(actx, set, j)
-	o := w.outcome(d, j.route, results, start, reply, detail, errors.Is(context.Cause(ctx), errShutdown))
-	o.Attempt = store.Attempt{DeliveryID: d.ID, Time: start, Host: host, Reply: reply, Duration: time.Since(t0)}
+	tr := w.try(actx, set, j)
+	o := w.outcome(d, j.route, tr, start, errors.Is(context.Cause(ctx), errShutdown))
+	o.Attempt = store.Attempt{DeliveryID: d.ID, Time: start, Host: tr.host, Reply: tr.reply, Duration: time.Since(t0)}
 
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer ccancel()
 	err := w.q.CompleteAttempt(cctx, d.ID, w.cfg.Owner, o)
 	fields := []zap.Field{zap.Int64("delivery", d.ID), zap.String("message", d.MessageID), zap.String("route", d.Route),
-		zap.String("domain", d.Domain), zap.String("host", host), zap.String("state", o.State),
-		zap.String("reply", reply), zap.Duration("duration", o.Attempt.Duration), zap.Int("attempt", d.Attempts+1)}
+		zap.String("domain", d.Domain), zap.String("host", tr.host), zap.String("state", o.State),
+		zap.String("reply", tr.reply), zap.Duration("duration", o.Attempt.Duration), zap.Int("attempt", d.Attempts+1)}
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):
 		// Another worker took the delivery over (our lease had expired);
@@ -55,12 +65,12 @@ func (w *Worker) attempt(ctx context.Context, set *settings, j *job) (slowDown b
 	default:
 		w.log.Info("relay: attempt", fields...)
 	}
-	return slowDown
+	return tr.slowDown
 }
 
 // try loads, signs and sends the message to the delivery's pending
-// recipients. results is indexed like d.Recipients (pending ones only).
-func (w *Worker) try(ctx context.Context, set *settings, j *job) (results map[int]rcptResult, host, reply, detail string, slowDown bool) {
+// recipients.
+func (w *Worker) try(ctx context.Context, set *settings, j *job) tried {
 	d := j.d
 	pending := make([]int, 0, len(d.Recipients))
 	for i, r := range d.Recipients {
@@ -68,61 +78,61 @@ func (w *Worker) try(ctx context.Context, set *settings, j *job) (results map[in
 			pending = append(pending, i)
 		}
 	}
-	results = make(map[int]rcptResult, len(pending))
-	all := func(st smtpclient.Status, reply string) {
+	tr := tried{results: make(map[int]rcptResult, len(pending))}
+	fail := func(reply string) tried {
 		for _, i := range pending {
-			results[i] = rcptResult{st, reply}
+			tr.results[i] = rcptResult{smtpclient.Temporary, reply}
 		}
+		tr.reply = reply
+		return tr
 	}
 	if len(pending) == 0 {
-		return results, "", "no pending recipients", "", false
+		tr.reply = "no pending recipients"
+		return tr
 	}
 	if j.route == nil {
-		reply = fmt.Sprintf("451 4.3.5 route %q is not configured", d.Route)
-		all(smtpclient.Temporary, reply)
-		return results, "", reply, "", false
+		return fail(fmt.Sprintf("451 4.3.5 route %q is not configured", d.Route))
 	}
 
 	msg, err := w.st.Get(ctx, d.MessageID, store.Scope{All: true})
 	if errors.Is(err, store.ErrNotFound) {
-		// Nothing can ever be sent: fail rather than retry until expiry.
-		reply = fmt.Sprintf("554 5.3.0 message %s is no longer stored", d.MessageID)
-		all(smtpclient.Permanent, reply)
-		return results, "", reply, "", false
+		// Deleted (retention, API): nothing can ever be sent.
+		tr.giveUp = true
+		return fail(fmt.Sprintf("554 5.3.0 message %s is no longer stored", d.MessageID))
 	}
 	if err != nil {
-		reply = "451 4.3.0 cannot read the message: " + err.Error()
-		all(smtpclient.Temporary, reply)
-		return results, "", reply, "", false
+		return fail("451 4.3.0 cannot read the message: " + oneLine(err.Error()))
 	}
 
 	body, signedWith, err := w.sign(ctx, set, d.Login, msg.Raw)
 	if err != nil {
 		// A key that does not sign is a configuration error: hold the mail
 		// rather than send it unsigned.
-		reply = "451 4.7.0 DKIM signing failed: " + err.Error()
-		all(smtpclient.Temporary, reply)
-		return results, "", reply, "", false
+		return fail("451 4.7.0 DKIM signing failed: " + oneLine(err.Error()))
 	}
 
 	envs, order := envelopes(msg, d, pending, set.bounce, w.log)
 	res := j.route.client.Deliver(ctx, d.Domain, envs, body)
 	for k, i := range order {
 		r := res.Recipients[k]
-		results[i] = rcptResult{r.Status, r.Reply}
+		tr.results[i] = rcptResult{r.Status, r.Reply}
 	}
-	detail = res.Host
+	tr.host, tr.reply, tr.slowDown = res.Host, res.Reply, res.SlowDown
+	tr.detail = res.Host
 	if res.TLS != "" {
-		detail += " (" + res.TLS + ")"
+		tr.detail += " (" + res.TLS + ")"
 	}
 	if len(signedWith) > 0 {
-		detail += "; dkim " + strings.Join(signedWith, ", ")
+		tr.detail += "; dkim " + strings.Join(signedWith, ", ")
 	}
 	if len(res.Failed) > 0 {
-		detail += "; failed: " + strings.Join(res.Failed, "; ")
+		tr.detail += "; failed: " + strings.Join(res.Failed, "; ")
 	}
-	return results, res.Host, res.Reply, detail, res.SlowDown
+	return tr
 }
+
+// oneLine joins a multi-line text into one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // sign DKIM-signs raw (or only normalises its line endings when no key
 // applies), once per attempt, whatever the number of transactions.
@@ -179,7 +189,7 @@ func envelopes(msg *store.Message, d *store.Delivery, pending []int, verp VERP, 
 // outcome turns an attempt's results into the delivery's new state and its
 // events. interrupted (shutdown) makes the pending recipients due again at
 // once instead of after the backoff.
-func (w *Worker) outcome(d *store.Delivery, r *route, results map[int]rcptResult, now time.Time, reply, detail string, interrupted bool) store.Outcome {
+func (w *Worker) outcome(d *store.Delivery, r *route, tr tried, now time.Time, interrupted bool) store.Outcome {
 	o := store.Outcome{Recipients: make([]store.RecipientDelivery, len(d.Recipients))}
 	copy(o.Recipients, d.Recipients)
 	var pending []int
@@ -192,7 +202,7 @@ func (w *Worker) outcome(d *store.Delivery, r *route, results map[int]rcptResult
 			}
 			continue
 		}
-		res, ok := results[i]
+		res, ok := tr.results[i]
 		if !ok {
 			pending = append(pending, i)
 			continue
@@ -202,10 +212,10 @@ func (w *Worker) outcome(d *store.Delivery, r *route, results map[int]rcptResult
 		case smtpclient.Sent:
 			rc.State = store.RecipientSent
 			sent++
-			o.Events = append(o.Events, &store.Event{Type: store.EventSent, Recipient: rc.Address, Time: now, Reply: res.reply, Detail: detail})
+			o.Events = append(o.Events, &store.Event{Type: store.EventSent, Recipient: rc.Address, Time: now, Reply: res.reply, Detail: tr.detail})
 		case smtpclient.Permanent:
 			rc.State = store.RecipientBounced
-			o.Events = append(o.Events, &store.Event{Type: store.EventBounced, Recipient: rc.Address, Time: now, Reply: res.reply, Detail: detail})
+			o.Events = append(o.Events, &store.Event{Type: store.EventBounced, Recipient: rc.Address, Time: now, Reply: res.reply, Detail: tr.detail})
 		default:
 			pending = append(pending, i)
 		}
@@ -231,10 +241,13 @@ func (w *Worker) outcome(d *store.Delivery, r *route, results map[int]rcptResult
 		}
 		expires = d.Created.Add(maxAge)
 	}
-	if next.After(expires) {
+	if tr.giveUp || next.After(expires) {
 		o.State = store.DeliveryFailed
 		why := fmt.Sprintf("gave up after %d attempts: the next one (%s) would be after the delivery expires (%s)",
 			attempts, next.UTC().Format(time.RFC3339), expires.UTC().Format(time.RFC3339))
+		if tr.giveUp {
+			why = "gave up: " + tr.reply
+		}
 		for _, i := range pending {
 			rc := &o.Recipients[i]
 			rc.State = store.RecipientFailed
@@ -244,8 +257,8 @@ func (w *Worker) outcome(d *store.Delivery, r *route, results map[int]rcptResult
 	}
 	o.State, o.NextAttempt = store.DeliveryDeferred, next
 	why := "retry at " + next.UTC().Format(time.RFC3339)
-	if detail != "" {
-		why = detail + "; " + why
+	if tr.detail != "" {
+		why = tr.detail + "; " + why
 	}
 	for _, i := range pending {
 		rc := &o.Recipients[i]

@@ -29,10 +29,16 @@ func fiveKB(i int) []byte {
 }
 
 // BenchmarkRelayToSink measures the worker end to end: claim from SQLite,
-// read the message, Ed25519-sign it, deliver it to Postfix's smtp-sink over
-// a new plain-text connection, record the outcome and events; 50
-// deliveries at once. msgs/s is the figure to read.
+// read the message, Ed25519-sign it, deliver it to Postfix's smtp-sink in
+// plain text, record the outcome and events; 50 deliveries at once, with
+// idle sessions reused (the default) or a new connection per message.
+// msgs/s is the figure to read.
 func BenchmarkRelayToSink(b *testing.B) {
+	b.Run("reuse", func(b *testing.B) { benchRelayToSink(b, 0) })
+	b.Run("connection-per-message", func(b *testing.B) { benchRelayToSink(b, -1) })
+}
+
+func benchRelayToSink(b *testing.B, idleTimeout time.Duration) {
 	sink := smtptest.StartSink(b, false)
 	db, err := sqlite.Open(context.Background(), b.TempDir(), zap.NewNop())
 	if err != nil {
@@ -81,7 +87,7 @@ func BenchmarkRelayToSink(b *testing.B) {
 	q := &countingQueue{Queue: db, done: make(chan struct{}, b.N)}
 	w, err := relay.NewWorker(relay.Config{
 		Settings:     relay.Settings{Routes: []relay.Route{route}, Signer: dkim.NewSigner([]*dkim.Key{{Domain: "sender.test", Selector: "b", Algorithm: dkim.AlgorithmEd25519, Signer: keySigner}}, dkim.Options{})},
-		PollInterval: 10 * time.Millisecond, MaxInFlight: 100, Owner: "bench",
+		PollInterval: 10 * time.Millisecond, MaxInFlight: 100, Owner: "bench", IdleTimeout: idleTimeout,
 	}, q, db, zap.NewNop())
 	if err != nil {
 		b.Fatal(err)

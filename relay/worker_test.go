@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -689,5 +690,38 @@ func TestNewWorkerRejectsBadConfig(t *testing.T) {
 		if _, err := relay.NewWorker(cfg, h.db, h.db, h.log); err == nil {
 			t.Errorf("NewWorker(%+v) = nil error", cfg)
 		}
+	}
+}
+
+// TestMessageGone: a delivery whose message cannot be read any more (here
+// the worker reads messages from another, empty store) fails at once
+// instead of being retried until it expires.
+func TestMessageGone(t *testing.T) {
+	h := newHarness(t)
+	other := newHarness(t)
+	srv := smtptest.Start(t, smtptest.Options{})
+	route := relay.Route{Name: "up", Address: srv.Addr, TLS: relay.TLSNone}
+	w, err := relay.NewWorker(h.fastConfig(route), h.db, other.db, h.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	m := h.accept(route, "app", "app@sender.test", []string{"x@r.test"})
+	w.Notify()
+	ds := h.wait(m.ID, "the end", settled)
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if ds[0].State != store.DeliveryFailed || ds[0].Attempts != 1 || !strings.HasPrefix(ds[0].Recipients[0].Reply, "554 5.3.0") {
+		t.Fatalf("%+v", ds[0])
+	}
+	if got := h.events(m.ID, store.EventFailed); len(got) != 1 {
+		t.Errorf("failed events %q", got)
+	}
+	if len(srv.Messages()) != 0 {
+		t.Error("something was sent")
 	}
 }
