@@ -91,7 +91,14 @@ func (db *DB) Events(ctx context.Context, q store.EventQuery) ([]*store.Event, e
 		query += ` AND message_seq = (SELECT seq FROM messages WHERE id = ?)`
 		args = append(args, q.MessageID)
 	}
-	if !q.Scope.All {
+	switch {
+	case q.Scope.All:
+	case len(q.Scope.Logins) == 1:
+		// One login walks events_by_login in Seq order and stops at the
+		// limit; a list of logins needs a sort.
+		query += ` AND login = ?`
+		args = append(args, q.Scope.Logins[0])
+	default:
 		logins, err := json.Marshal(q.Scope.Logins)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: events: %w", err)
