@@ -239,7 +239,7 @@ func (l *lane) retry(j *store.WebhookJob, ev *store.Event, status int, text stri
 	next := now.Add(max(l.w.cfg.Backoff(j.Attempts+1), after))
 	if deadline := born(j, ev).Add(l.ep.MaxAge); next.After(deadline) {
 		return outcome{state: "failed", status: status,
-			text: fmt.Sprintf("%s (gave up after %d attempts: the event is older than max age %s)", text, j.Attempts+1, l.ep.MaxAge)}
+			text: fmt.Sprintf("%s (gave up after %d attempts: the next would come more than max age %s after the event)", text, j.Attempts+1, l.ep.MaxAge)}
 	}
 	return outcome{state: "deferred", status: status, text: text, next: next}
 }

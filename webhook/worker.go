@@ -173,7 +173,9 @@ type releaser interface {
 // Run delivers until ctx is cancelled, then waits for the requests in
 // flight to finish and be recorded (at most one HTTP timeout) and returns
 // nil. It returns an error at once if the configuration is invalid. Store
-// errors are logged and retried at the next poll; they never end Run.
+// errors are logged and retried at the next poll; they never end Run. Run
+// is called once per Worker; to apply a new configuration, cancel it and
+// run a new Worker (jobs and cursors live in the store).
 func (w *Worker) Run(ctx context.Context) error {
 	lanes, err := w.lanes()
 	if err != nil {
@@ -233,7 +235,11 @@ func (w *Worker) lanes() (map[string]*lane, error) {
 		}
 		u, err := url.Parse(ep.URL)
 		if err != nil {
-			return nil, fmt.Errorf("webhook: endpoint %q: %w", ep.Name, err)
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // without the URL, which may hold a password
+			}
+			return nil, fmt.Errorf("webhook: endpoint %q: bad URL: %w", ep.Name, err)
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("webhook: endpoint %q: URL %q is not an absolute http or https URL", ep.Name, u.Redacted())
@@ -303,10 +309,12 @@ func (w *Worker) round(ctx context.Context, lanes map[string]*lane) bool {
 		for _, name := range pending {
 			n, err := w.st.EnqueueWebhookJobs(ctx, name, lanes[name].types, fanOutBatch, now)
 			if err != nil {
-				if ctx.Err() == nil {
-					w.log.Error("fanning events out to webhook jobs", zap.String("webhook", name), zap.Error(err))
+				if ctx.Err() != nil {
+					return false
 				}
-				return false
+				// The other endpoints go on; this one tries again next round.
+				w.log.Error("fanning events out to webhook jobs", zap.String("webhook", name), zap.Error(err))
+				continue
 			}
 			if n == fanOutBatch {
 				more = append(more, name)

@@ -478,6 +478,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"relative URL", Config{Endpoints: []Endpoint{{Name: "b", URL: "/hook"}}}, "not an absolute http or https URL"},
 		{"ftp URL", Config{Endpoints: []Endpoint{{Name: "b", URL: "ftp://h.example/"}}}, "not an absolute http or https URL"},
 		{"password kept out", Config{Endpoints: []Endpoint{{Name: "b", URL: "ftp://u:hunter2@h.example/"}}}, "u:xxxxx@"},
+		{"unparsable URL", Config{Endpoints: []Endpoint{{Name: "b", URL: "https://u:hunter2@h.example:port/"}}}, "bad URL"},
 		{"unknown event", Config{Endpoints: []Endpoint{{Name: "b", URL: "https://h.example/", Events: []string{"accepted"}}}}, `unknown event type "accepted"`},
 		{"short lease", Config{Endpoints: []Endpoint{ok}, Lease: 15 * time.Second}, "lease 15s is too short"},
 	}
