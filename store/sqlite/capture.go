@@ -24,15 +24,14 @@ func (db *DB) DeleteInboxMessage(ctx context.Context, inbox, id string, scope st
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var seq int64
 		var login string
-		err := db.txQueryRow(ctx, tx, `SELECT i.seq, i.login FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq
-WHERE m.id = ?`, inbox, id).Scan(&seq, &login)
+		err := db.txQueryRow(ctx, tx, selectInboxEntry, inbox, id).Scan(&seq, &login)
 		if errors.Is(err, sql.ErrNoRows) || err == nil && !scope.Allows(login) {
 			return store.ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
-		if _, err := db.txExec(ctx, tx, `DELETE FROM inbox WHERE inbox = ? AND seq = ?`, inbox, seq); err != nil {
+		if _, err := db.txExec(ctx, tx, deleteInboxEntry, inbox, seq); err != nil {
 			return err
 		}
 		return db.deleteOrphans(ctx, tx, []int64{seq})
@@ -47,8 +46,7 @@ WHERE m.id = ?`, inbox, id).Scan(&seq, &login)
 // holds any more; their bodies and events go by cascade.
 func (db *DB) deleteOrphans(ctx context.Context, tx *sql.Tx, seqs []int64) error {
 	for _, seq := range seqs {
-		if _, err := db.txExec(ctx, tx, `DELETE FROM messages WHERE seq = ? AND route = ?
-AND NOT EXISTS (SELECT 1 FROM inbox WHERE seq = ?)`, seq, store.RouteCapture, seq); err != nil {
+		if _, err := db.txExec(ctx, tx, deleteOrphan, seq, store.RouteCapture, seq); err != nil {
 			return fmt.Errorf("delete message %d: %w", seq, err)
 		}
 	}
@@ -165,7 +163,7 @@ func (db *DB) DeleteInbox(ctx context.Context, inbox string, scope store.Scope) 
 			return err
 		}
 		for _, seq := range seqs {
-			if _, err := db.txExec(ctx, tx, `DELETE FROM inbox WHERE inbox = ? AND seq = ?`, inbox, seq); err != nil {
+			if _, err := db.txExec(ctx, tx, deleteInboxEntry, inbox, seq); err != nil {
 				return err
 			}
 		}
@@ -188,15 +186,14 @@ func (db *DB) SetRead(ctx context.Context, inbox, id string, scope store.Scope, 
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var seq int64
 		var login string
-		err := db.txQueryRow(ctx, tx, `SELECT i.seq, i.login FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq
-WHERE m.id = ?`, inbox, id).Scan(&seq, &login)
+		err := db.txQueryRow(ctx, tx, selectInboxEntry, inbox, id).Scan(&seq, &login)
 		if errors.Is(err, sql.ErrNoRows) || err == nil && !scope.Allows(login) {
 			return store.ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
-		_, err = db.txExec(ctx, tx, `UPDATE inbox SET read = ? WHERE inbox = ? AND seq = ?`, read, inbox, seq)
+		_, err = db.txExec(ctx, tx, setRead, read, inbox, seq)
 		return err
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -32,6 +32,14 @@ ON CONFLICT (webhook) DO UPDATE SET last_seq = excluded.last_seq`
 lease_owner = '', lease_until = 0, next_attempt = CASE WHEN ? THEN ? ELSE next_attempt END WHERE id = ?`
 )
 
+// Capture statements of the writer.
+const (
+	selectInboxEntry = `SELECT i.seq, i.login FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq WHERE m.id = ?`
+	deleteInboxEntry = `DELETE FROM inbox WHERE inbox = ? AND seq = ?`
+	deleteOrphan     = `DELETE FROM messages WHERE seq = ? AND route = ? AND NOT EXISTS (SELECT 1 FROM inbox WHERE seq = ?)`
+	setRead          = `UPDATE inbox SET read = ? WHERE inbox = ? AND seq = ?`
+)
+
 // Lease statements, one set per leased table.
 func claimDue(table string) string {
 	return `SELECT id FROM ` + table + `
@@ -47,11 +55,12 @@ func selectLease(table string) string {
 	return `SELECT lease_owner FROM ` + table + ` WHERE id = ?`
 }
 
-// queueStatements are the statements above, for writeStatements.
+// queueStatements are the statements of this file, for writeStatements.
 func queueStatements() []string {
 	out := []string{savepoint, rollbackSavepoint, releaseSavepoint, selectMessageOfEvent,
 		selectDelivery, selectDeliveryState, insertAttempt, updateDeliveryResult,
-		selectJob, selectCursor, selectNewEvents, insertJob, upsertCursor, completeJob}
+		selectJob, selectCursor, selectNewEvents, insertJob, upsertCursor, completeJob,
+		selectInboxEntry, deleteInboxEntry, deleteOrphan, setRead}
 	for _, table := range []string{"deliveries", "webhook_jobs"} {
 		out = append(out, claimDue(table), setLease(table), selectLease(table))
 	}
