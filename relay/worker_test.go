@@ -109,6 +109,8 @@ func TestRetryOutcomes(t *testing.T) {
 		state    string
 		attempts int // exact when > 0
 		banner   bool
+		// commandTimeout, when set, replaces the default of 10 s
+		commandTimeout time.Duration
 	}{
 		{
 			name: "4xx on RCPT, then accepted",
@@ -172,9 +174,9 @@ func TestRetryOutcomes(t *testing.T) {
 				}
 				return nil
 			}},
-			route: relay.Route{}, // CommandTimeout is set below
-			want:  map[string]string{"a@r.test": store.RecipientSent},
-			state: store.DeliverySent, attempts: 2,
+			commandTimeout: 300 * time.Millisecond,
+			want:           map[string]string{"a@r.test": store.RecipientSent},
+			state:          store.DeliverySent, attempts: 2,
 		},
 		{
 			name:  "STARTTLS required, certificate not checked",
@@ -215,7 +217,9 @@ func TestRetryOutcomes(t *testing.T) {
 				route.TLS = relay.TLSNone
 			}
 			cfg := h.fastConfig(route)
-			cfg.CommandTimeout = 300 * time.Millisecond
+			if tt.commandTimeout > 0 {
+				cfg.CommandTimeout = tt.commandTimeout
+			}
 			h.start(cfg)
 
 			var rcpts []string

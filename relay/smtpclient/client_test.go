@@ -559,11 +559,11 @@ func TestSessionReuse(t *testing.T) {
 }
 
 func TestSessionReuseStale(t *testing.T) {
-	// The server hangs up on idle connections after 100 ms.
-	srv := smtptest.Start(t, smtptest.Options{IdleTimeout: 100 * time.Millisecond})
+	// The server hangs up on idle connections after 500 ms.
+	srv := smtptest.Start(t, smtptest.Options{IdleTimeout: 500 * time.Millisecond})
 	c := newClient(t, Config{Smarthost: srv.Addr, TLS: TLSNone, MaxIdle: 1, IdleTimeout: time.Minute})
 	wantStatuses(t, deliver(t, c, "", Envelope{From: "a@s.test", To: []string{"one@r.test"}}), "one@r.test=sent")
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(time.Second)
 	r := deliver(t, c, "", Envelope{From: "a@s.test", To: []string{"two@r.test"}})
 	wantStatuses(t, r, "two@r.test=sent")
 	if n := srv.Connections(); n != 2 {
