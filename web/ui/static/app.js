@@ -283,12 +283,15 @@ function renderHead(d) {
   for (const [k, v] of Object.entries(st)) badges.push(h("span.pill.track", { title: "what the features did" }, k.replace(/_/g, " ") + ": " + v));
   for (const t of d.tags) badges.push(h("span.pill.tag", null, icon("tag", true), t));
   fill($("m-badges"), badges);
+  // Only a code that a word like "code" or "PIN" announces: a bare number
+  // is as likely an order number.
+  const announced = d.codes.find((c) => c.keyword);
   const chip = $("m-code");
-  if (d.codes.length) {
-    const code = d.codes[0].code;
+  if (announced) {
+    const code = announced.code;
     fill(chip, h("span", null, "One-time code"), h("strong", { id: "m-code-value" }, code),
       h("button.ghost", { type: "button", onclick: () => copy(code) }, icon("copy", true), "Copy"));
-    chip.title = d.codes[0].context;
+    chip.title = announced.context;
     chip.hidden = false;
   } else chip.hidden = true;
   $("m-download").href = d.urls.raw + "?download=1";
@@ -340,12 +343,14 @@ function htmlView(d) {
     state.images ? h("span.muted", null, "Remote images are shown: loading them fires open tracking.") : h("span.muted", null, "Remote images are blocked."),
     state.images ? null : h("button", { id: "load-images", type: "button", onclick: () => { state.images = true; renderTab(); } }, "Load images"),
     h("span.spacer"),
-    h("button.ghost", { type: "button", "aria-pressed": String(!state.phone), onclick: () => { state.phone = false; renderTab(); } }, "Desktop"),
-    h("button.ghost", { type: "button", "aria-pressed": String(state.phone), onclick: () => { state.phone = true; renderTab(); } }, "Phone"),
+    h("span.viewport-toggle", null,
+      h("button.ghost.btn-small", { type: "button", "aria-pressed": String(!state.phone), onclick: () => { state.phone = false; renderTab(); } }, "Desktop"),
+      h("button.ghost.btn-small", { type: "button", "aria-pressed": String(state.phone), onclick: () => { state.phone = true; renderTab(); } }, "Phone")),
   );
   // No allow-scripts, no allow-same-origin: the body cannot run code or
   // reach the page; links open in new tabs outside the sandbox.
   const frame = h("iframe", { id: "html-frame", title: "Message body", src, sandbox: "allow-popups allow-popups-to-escape-sandbox", referrerpolicy: "no-referrer" });
+  frame.addEventListener("load", () => { frame.dataset.loaded = "true"; });
   return [bar, h(state.phone ? "div.frame-wrap.phone" : "div.frame-wrap", null, frame)];
 }
 
@@ -568,8 +573,8 @@ function onKey(e) {
     k: () => select(state.sel - 1), ArrowUp: () => select(state.sel - 1),
     Enter: openSelected, o: openSelected,
     Delete: deleteSelected, "#": deleteSelected,
-    "/": () => $("search-input").focus(),
-    c: () => $("check-input").focus(),
+    "/": () => {}, // focused on keyup, so that the key's own character is not typed into the box
+    c: () => {},
     "?": () => { $("help").hidden = false; $("help-close").focus(); },
     r: () => { loadList(false); loadSidebar(); },
     u: () => state.open && go({ ...state.view }),
@@ -584,6 +589,18 @@ function onKey(e) {
   if (state.open && n >= 1 && n <= TABS.length) {
     e.preventDefault();
     showTab(TABS[n - 1].id);
+  }
+}
+
+// focusKeys move the focus into a text box when they are released.
+const focusKeys = { "/": "search-input", c: "check-input" };
+
+function onKeyUp(e) {
+  if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target) || !$("help").hidden) return;
+  const id = focusKeys[e.key];
+  if (id) {
+    $(id).focus();
+    $(id).select();
   }
 }
 
@@ -657,6 +674,7 @@ function wire() {
   window.addEventListener("hashchange", onRoute);
   window.addEventListener("focus", () => { state.unseen = 0; document.title = "smtpgate"; });
   document.addEventListener("keydown", onKey);
+  document.addEventListener("keyup", onKeyUp);
 }
 
 function showSignIn(message) {
