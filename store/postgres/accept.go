@@ -28,12 +28,13 @@ const (
 
 // request is one Accept or AddEvents waiting for a writer.
 type request struct {
-	row    *row  // an Accept, or
-	events []any // the arguments of insertEvents for an AddEvents
-	nEvent int   // the number of events given to AddEvents
-	size   int   // raw bytes, for the batch limit
-	state  atomic.Int32
-	done   chan result // buffered: the writer never blocks on it
+	row      *row  // an Accept, or
+	events   []any // the arguments of insertEvents for an AddEvents, or
+	complete []any // the arguments of completeAttempt for a CompleteAttempt
+	nEvent   int   // the number of events given to AddEvents or CompleteAttempt
+	size     int   // raw bytes, for the batch limit
+	state    atomic.Int32
+	done     chan result // buffered: the writer never blocks on it
 }
 
 // result is what a writer reports for one request.
@@ -42,6 +43,8 @@ type result struct {
 	eventSeqs   []int64  // the Seqs of the events, in the order given
 	logins      []string // AddEvents: the Login of each event
 	deliveryIDs []int64  // Accept: the delivery ids, in the order given
+	messageID   string   // CompleteAttempt: the delivery's message
+	login       string   // CompleteAttempt: the delivery's login
 	err         error
 }
 
@@ -455,7 +458,28 @@ func (db *DB) insert(batch []*request) ([]result, error) {
 		})
 	}
 	for i, r := range batch {
-		if r.row != nil {
+		if r.complete == nil {
+			continue
+		}
+		b.Queue(completeAttempt, r.complete...).QueryRow(func(row pgx.Row) error {
+			var applied, exists bool
+			res := &results[i]
+			if err := row.Scan(&applied, &exists, &res.messageID, &res.login, &res.eventSeqs); err != nil {
+				return err
+			}
+			switch {
+			case !exists:
+				res.err = store.ErrNotFound
+			case !applied:
+				res.err = store.ErrLeaseLost
+			case len(res.eventSeqs) != r.nEvent:
+				return fmt.Errorf("inserted %d of %d events", len(res.eventSeqs), r.nEvent)
+			}
+			return nil
+		})
+	}
+	for i, r := range batch {
+		if r.events == nil {
 			continue
 		}
 		// An AddEvents whose message is missing inserts nothing and fails
@@ -486,7 +510,7 @@ func (db *DB) insert(batch []*request) ([]result, error) {
 		if len(batch) == 1 && batch[0].row != nil && isUniqueViolation(err) {
 			return nil, fmt.Errorf("postgres: accept %s: %w", batch[0].row.id, store.ErrDuplicateID)
 		}
-		if len(batch) == 1 && batch[0].row == nil && isForeignKeyViolation(err) {
+		if len(batch) == 1 && batch[0].events != nil && isForeignKeyViolation(err) {
 			// A message was deleted while its events went in.
 			return nil, store.ErrNotFound
 		}

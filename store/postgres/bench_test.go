@@ -132,42 +132,51 @@ func BenchmarkInboxFirstPage(b *testing.B) {
 	}
 }
 
-// BenchmarkClaimComplete claims due deliveries ten at a time and completes
-// each (an attempt, the delivery update and a deferred event, in one
-// transaction); one op is one delivery. Completed deliveries are deferred
-// into the past so that they are due again.
+// BenchmarkClaimComplete has 8 workers claim due deliveries ten at a time
+// and complete each (an attempt, the delivery update and a deferred event,
+// in one transaction); one op is one delivery. Completed deliveries are
+// deferred into the past so that they are due again.
 func BenchmarkClaimComplete(b *testing.B) {
 	ctx := context.Background()
 	db := openTest(b, newSchema(b))
-	for i := range 100 {
+	for i := range 200 {
 		m := testMessage(b, "login0", "smarthost", fmt.Sprintf("a%d@example.org", i), fmt.Sprintf("b%d@example.org", i))
 		m.Received = m.Received.Add(-time.Hour)
 		mustAccept(b, db, m)
 	}
 	past := time.Now().Add(-time.Minute)
-	done := 0
-	for done < b.N {
-		ds, err := db.ClaimDeliveries(ctx, "bench", time.Now(), min(10, b.N-done), time.Minute)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(ds) == 0 {
-			b.Fatal("nothing to claim")
-		}
-		for _, d := range ds {
-			o := store.Outcome{
-				Attempt:     store.Attempt{Time: time.Now(), Host: "mx.example.org:25", Reply: "451 4.7.1 try later", Duration: time.Millisecond},
-				Recipients:  d.Recipients,
-				State:       store.DeliveryDeferred,
-				NextAttempt: past,
-				Events:      []*store.Event{{Type: store.EventDeferred, Recipient: d.Recipients[0].Address, Time: time.Now(), Reply: "451 4.7.1 try later"}},
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := range 8 {
+		owner := fmt.Sprintf("worker%d", w)
+		wg.Go(func() {
+			for done.Load() < int64(b.N) {
+				ds, err := db.ClaimDeliveries(ctx, owner, time.Now(), 10, time.Minute)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				for _, d := range ds {
+					o := store.Outcome{
+						Attempt:     store.Attempt{Time: time.Now(), Host: "mx.example.org:25", Reply: "451 4.7.1 try later", Duration: time.Millisecond},
+						Recipients:  d.Recipients,
+						State:       store.DeliveryDeferred,
+						NextAttempt: past,
+						Events:      []*store.Event{{Type: store.EventDeferred, Recipient: d.Recipients[0].Address, Time: time.Now(), Reply: "451 4.7.1 try later"}},
+					}
+					if err := db.CompleteAttempt(ctx, d.ID, owner, o); err != nil {
+						b.Error(err)
+						return
+					}
+					done.Add(1)
+				}
 			}
-			if err := db.CompleteAttempt(ctx, d.ID, "bench", o); err != nil {
-				b.Fatal(err)
-			}
-			done++
-		}
+		})
 	}
+	wg.Wait()
+	b.ReportMetric(float64(done.Load())/time.Since(start).Seconds(), "deliveries/s")
 }
 
 // BenchmarkAddEvents appends one event (an open) per op from 50

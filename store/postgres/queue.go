@@ -104,18 +104,50 @@ RETURNING `+deliveryColumns, now, limit, clean(owner), now.Add(lease))
 // outcomeStates are the states an attempt may leave a delivery in.
 var outcomeStates = []string{store.DeliveryQueued, store.DeliveryDeferred, store.DeliverySent, store.DeliveryBounced, store.DeliveryFailed}
 
+// completeAttempt applies an outcome in one statement, after lockSeq in
+// the writer's transaction: the delivery is updated only if $2 holds its
+// lease, and the attempt and events are inserted only if it was. It
+// reports whether it applied, whether the delivery exists, the delivery's
+// message and login, and the events' Seqs.
+const completeAttempt = `
+WITH d AS (
+	UPDATE deliveries SET
+		recipients = COALESCE($3::text::jsonb, recipients),
+		state = $4,
+		attempts = attempts + 1,
+		next_attempt = CASE WHEN $4 = 'deferred' OR $8 THEN $5 ELSE next_attempt END,
+		last_reply = $6,
+		updated = $7,
+		lease_owner = NULL,
+		lease_until = NULL
+	WHERE id = $1 AND lease_owner = $2
+	RETURNING attempts, message_id, login
+), a AS (
+	INSERT INTO attempts (delivery_id, n, time, host, reply, duration_ns)
+	SELECT $1, d.attempts, $7, $9, $6, $10 FROM d
+), e AS (
+	INSERT INTO events (message_id, login, type, recipient, time, ip, user_agent, url, reply, detail)
+	SELECT d.message_id, d.login, x.type, x.recipient, x.time, x.ip, x.ua, x.url, x.reply, x.detail
+	FROM d, unnest($11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
+		WITH ORDINALITY AS x(type, recipient, time, ip, ua, url, reply, detail, ord)
+	ORDER BY x.ord
+	RETURNING seq
+)
+SELECT EXISTS (SELECT 1 FROM d), EXISTS (SELECT 1 FROM deliveries WHERE id = $1),
+	COALESCE((SELECT message_id FROM d), ''), COALESCE((SELECT login FROM d), ''),
+	ARRAY(SELECT seq FROM e ORDER BY seq)`
+
 // CompleteAttempt applies o to delivery id if owner still holds its lease,
 // in one transaction: the attempt is recorded, the delivery updated (its
-// Attempts counted up, NextAttempt set when o.State is deferred), the
-// events appended to the delivery's message, and the lease released. It
-// returns store.ErrLeaseLost if owner does not hold the lease (the outcome
-// is dropped) and store.ErrNotFound if the delivery does not exist. A lease
+// Attempts counted up), the events appended to the delivery's message (their
+// MessageID, Login and Seq set), and the lease released. It returns
+// store.ErrLeaseLost if owner does not hold the lease (the outcome is
+// dropped) and store.ErrNotFound if the delivery does not exist. A lease
 // that expired but was not taken over is still held. NextAttempt is set
-// from o when the delivery is deferred or o.NextAttempt is not zero.
+// from o when the delivery is deferred or o.NextAttempt is not zero. Like
+// Accept it goes through the group-commit writer, so that the outcomes of
+// many workers share a transaction and a WAL flush.
 func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o store.Outcome) error {
-	if err := db.usable("complete attempt"); err != nil {
-		return err
-	}
 	if !slices.Contains(outcomeStates, o.State) {
 		return fmt.Errorf("postgres: complete attempt on delivery %d: state %q is not an outcome", id, o.State)
 	}
@@ -131,52 +163,31 @@ func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o sto
 	if at.IsZero() {
 		at = time.Now()
 	}
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		var n int32
-		var messageID string
-		err := tx.QueryRow(ctx, `
-UPDATE deliveries SET
-	recipients = COALESCE($3::text::jsonb, recipients),
-	state = $4,
-	attempts = attempts + 1,
-	next_attempt = CASE WHEN $4 = 'deferred' OR $8 THEN $5 ELSE next_attempt END,
-	last_reply = $6,
-	updated = $7,
-	lease_owner = NULL,
-	lease_until = NULL
-WHERE id = $1 AND lease_owner = $2
-RETURNING attempts, message_id`, id, clean(owner), rcpts, o.State, o.NextAttempt, clean(o.Attempt.Reply), at,
-			!o.NextAttempt.IsZero()).Scan(&n, &messageID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			var exists bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = $1)`, id).Scan(&exists); err != nil {
-				return err
-			}
-			if !exists {
-				return store.ErrNotFound
-			}
-			return store.ErrLeaseLost
+	n := len(o.Events)
+	typ, rcpt, ip, ua, url, reply, detail := make([]string, n), make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n)
+	times := make([]time.Time, n)
+	for i, ev := range o.Events {
+		if ev == nil {
+			return fmt.Errorf("postgres: complete attempt on delivery %d: nil event", id)
 		}
-		if err != nil {
-			return err
-		}
-		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO attempts (delivery_id, n, time, host, reply, duration_ns) VALUES ($1, $2, $3, $4, $5, $6)`,
-			id, n, at, clean(o.Attempt.Host), clean(o.Attempt.Reply), int64(o.Attempt.Duration))
-		if len(o.Events) > 0 {
-			for _, ev := range o.Events {
-				if ev != nil {
-					ev.MessageID = messageID
-				}
-			}
-			if err := db.queueEvents(b, o.Events); err != nil {
-				return err
-			}
-		}
-		return tx.SendBatch(ctx, b).Close()
-	})
+		typ[i], rcpt[i], times[i], ip[i] = clean(ev.Type), clean(ev.Recipient), ev.Time, clean(ev.IP)
+		ua[i], url[i], reply[i], detail[i] = clean(ev.UserAgent), clean(ev.URL), clean(ev.Reply), clean(ev.Detail)
+	}
+	req := &request{done: make(chan result, 1), complete: []any{
+		id, clean(owner), rcpts, o.State, o.NextAttempt, clean(o.Attempt.Reply), at, !o.NextAttempt.IsZero(),
+		clean(o.Attempt.Host), int64(o.Attempt.Duration),
+		typ, rcpt, times, ip, ua, url, reply, detail,
+	}, nEvent: n}
+	res, err := db.submit(ctx, req)
+	if err == nil {
+		err = res.err
+	}
 	if err != nil {
 		return fmt.Errorf("postgres: complete attempt on delivery %d: %w", id, err)
+	}
+	for i, ev := range o.Events {
+		ev.Seq, ev.MessageID, ev.Login = res.eventSeqs[i], res.messageID, res.login
 	}
 	return nil
 }
@@ -307,6 +318,11 @@ func (db *DB) CancelDelivery(ctx context.Context, id int64, scope store.Scope, n
 		return err
 	}
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// The seq lock before the row lock, in the writer's order: the
+		// writer completes attempts under the seq lock.
+		if _, err := tx.Exec(ctx, lockSeq, db.lockKey); err != nil {
+			return err
+		}
 		d, err := lockDelivery(ctx, tx, id, scope)
 		if err != nil {
 			return err

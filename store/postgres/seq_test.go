@@ -166,16 +166,19 @@ func TestSeqCommitOrderUnderLoad(t *testing.T) {
 	dsn := newSchema(t)
 	dbs := []*DB{openTest(t, dsn), openTest(t, dsn)}
 	const producers, perProducer = 8, 30
+	// Search with AfterSeq 0 lists newest first: start after a seed.
+	seed := mustAccept(t, dbs[0], testMessage(t, "alpha", store.RouteCapture, "seed@example.org"))
 
 	// Readers, each following one cursor.
 	type follower struct {
-		name string
-		poll func(after int64) ([]int64, error)
-		seen map[int64]bool
-		err  error
+		name  string
+		poll  func(after int64) ([]int64, error)
+		start int64 // the cursor to start from
+		seen  map[int64]bool
+		err   error
 	}
 	followers := []*follower{
-		{name: "messages", poll: func(after int64) ([]int64, error) {
+		{name: "messages", start: seed.Seq, poll: func(after int64) ([]int64, error) {
 			msgs, err := dbs[1].Search(ctx, store.SearchQuery{Scope: all, AfterSeq: after, Limit: 1000})
 			out := make([]int64, len(msgs))
 			for i, m := range msgs {
@@ -197,7 +200,7 @@ func TestSeqCommitOrderUnderLoad(t *testing.T) {
 	for _, f := range followers {
 		f.seen = map[int64]bool{}
 		readers.Go(func() {
-			var cursor int64
+			cursor := f.start
 			for final := false; ; {
 				select {
 				case <-stop:
@@ -256,12 +259,12 @@ func TestSeqCommitOrderUnderLoad(t *testing.T) {
 	close(stop)
 	readers.Wait()
 
-	truth := map[string]string{"messages": `SELECT seq FROM messages`, "events": `SELECT seq FROM events`}
+	truth := map[string]string{"messages": `SELECT seq FROM messages WHERE seq > $1`, "events": `SELECT seq FROM events WHERE seq > $1`}
 	for _, f := range followers {
 		if f.err != nil {
 			t.Fatal(f.err)
 		}
-		rows, err := dbs[0].pool.Query(ctx, truth[f.name])
+		rows, err := dbs[0].pool.Query(ctx, truth[f.name], f.start)
 		if err != nil {
 			t.Fatal(err)
 		}
