@@ -25,15 +25,19 @@
 // # Group commit
 //
 // The lock serialises COMMITs (and their WAL flush), so throughput comes
-// from batching, not from many connections: Accepts are queued to a writer
-// goroutine that takes up to 128 queued messages (or 8 MiB) and commits
-// them in one transaction, sent as one pgx.Batch with one statement per
-// table for the whole group (the columns go as arrays and are unnested):
-// one round trip and one WAL flush for the group. Bodies are inserted
-// before the lock is taken, so another instance's writer can ship its
-// batch while one flushes. If a batch fails, each of its messages is
+// from batching, not from many connections: Accept, AddEvents and
+// CompleteAttempt are queued to a writer goroutine that takes up to 128
+// queued writes (or 8 MiB of bodies) and commits them in one transaction:
+// BEGIN, one pgx.Batch with one statement per table for all the messages
+// of the group (their columns go as arrays and are unnested) and one per
+// AddEvents or CompleteAttempt, then COMMIT: three round trips and one WAL
+// flush for the group. Bodies are inserted before the lock is taken, so
+// another instance's writer can ship its batch while one flushes. An
+// AddEvents naming a missing message, or a CompleteAttempt whose lease is
+// lost, fails alone inside the group. If a whole batch fails, each write is
 // retried alone so that every caller gets its own true result
-// (ErrDuplicateID for the duplicate, nil for the others).
+// (ErrDuplicateID for the duplicate, nil for the others). Transactions that
+// take the seq lock and row locks take the seq lock first.
 //
 // BenchmarkAccept5KB (50 producers, 5 KB messages, 2 shared cores) gave
 // 2,000-5,300 msgs/s with one writer, no better with two or four, and
@@ -70,10 +74,10 @@ import (
 )
 
 const (
-	defaultWriters   = 1       // writer goroutines committing Accepts (see BenchmarkAccept5KB)
+	defaultWriters   = 1       // writer goroutines (see BenchmarkAccept5KB)
 	maxBatchMessages = 128     // messages per group commit at most
 	maxBatchBytes    = 8 << 20 // raw bytes per group commit, roughly
-	queueSize        = 4096    // Accepts waiting for a writer
+	queueSize        = 4096    // writes (Accept, AddEvents, CompleteAttempt) waiting for a writer
 	readConns        = 8       // pool connections beyond the writers' own
 	// writeTimeout bounds one group commit. A commit cut short reports an
 	// error to its callers even if PostgreSQL committed it, which at worst
@@ -98,9 +102,8 @@ type DB struct {
 
 	mu      sync.RWMutex
 	closed  atomic.Bool
-	senders sync.WaitGroup // Accepts between the closed check and the queue
+	senders sync.WaitGroup // writes between the closed check and the queue
 	once    sync.Once
-	err     error // the result of Close
 }
 
 var (
@@ -200,8 +203,8 @@ func lockKey(schema string) int64 {
 // Schema returns the schema the store's tables live in.
 func (db *DB) Schema() string { return db.schema }
 
-// Close stops accepting messages, commits every Accept already queued,
-// and closes the pool. Calling it again returns the first result.
+// Close stops taking writes, commits every write already queued, and
+// closes the pool. Later calls do nothing. It always returns nil.
 func (db *DB) Close() error {
 	db.once.Do(func() {
 		db.mu.Lock()
@@ -213,7 +216,7 @@ func (db *DB) Close() error {
 		db.pool.Close()
 		db.log.Info("store closed", zap.String("driver", "postgres"), zap.String("schema", db.schema))
 	})
-	return db.err
+	return nil
 }
 
 // usable returns store.ErrClosed once Close has begun.
