@@ -381,7 +381,7 @@ func (db *DB) commit(batch []*request) {
 			r.done <- results[i]
 		}
 		if d := time.Since(start); d > time.Second {
-			db.log.Warn("slow group commit", zap.Int("messages", len(live)), zap.Duration("took", d))
+			db.log.Warn("slow group commit", zap.Int("writes", len(live)), zap.Duration("took", d))
 		}
 		return
 	}
@@ -389,7 +389,7 @@ func (db *DB) commit(batch []*request) {
 		live[0].done <- result{err: err}
 		return
 	}
-	db.log.Info("group commit failed; retrying one by one", zap.Int("messages", len(live)), zap.Error(err))
+	db.log.Info("group commit failed; retrying one by one", zap.Int("writes", len(live)), zap.Error(err))
 	for _, r := range live {
 		results, err := db.insert([]*request{r})
 		if err != nil {
@@ -401,9 +401,11 @@ func (db *DB) commit(batch []*request) {
 }
 
 // insert commits batch in one transaction, its statements sent as one
-// pgx.Batch: the bodies first, then the seq lock, then the messages, their
-// inbox entries, events and deliveries, each table in one statement.
-// Nothing of the batch is stored if it fails.
+// pgx.Batch: the bodies of the Accepts first, then the seq lock, then
+// their messages, inbox entries, events and deliveries (each table in one
+// statement), then one statement per CompleteAttempt and per AddEvents.
+// Nothing of the batch is stored if it fails; a write that fails alone
+// (lease lost, message missing) has its error in its result.
 func (db *DB) insert(batch []*request) ([]result, error) {
 	// Not a caller's context: once a batch starts it finishes, so that
 	// results are truthful.
