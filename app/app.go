@@ -27,7 +27,9 @@ import (
 	"github.com/smtpgate/smtpgate/gateway"
 	"github.com/smtpgate/smtpgate/policy"
 	"github.com/smtpgate/smtpgate/proxy"
+	"github.com/smtpgate/smtpgate/relay"
 	"github.com/smtpgate/smtpgate/store"
+	"github.com/smtpgate/smtpgate/store/postgres"
 	"github.com/smtpgate/smtpgate/store/sqlite"
 	"github.com/smtpgate/smtpgate/web"
 )
@@ -70,6 +72,7 @@ type state struct {
 	tr      *transforms
 	track   http.Handler     // redeems tracking tokens; nil without a tracking secret
 	bounces *bounces.Handler // takes VERP bounces; nil without a bounce domain
+	relay   relay.Settings   // routes, DKIM signer, VERP for the relay worker
 }
 
 // New loads the policy and opens the store; nothing listens yet.
@@ -97,7 +100,12 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.store = st
-	a.cur.Store(a.newState(pol, tr))
+	first, err := a.newState(pol, tr)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.cur.Store(first)
 
 	pcfg := proxyConfig(pol, a.cert)
 	for _, l := range pcfg.Listeners {
@@ -119,8 +127,12 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	return a, nil
 }
 
-func (a *App) newState(pol *policy.Policy, tr *transforms) *state {
-	return &state{pol: pol, tr: tr, track: a.trackHandler(tr.codec), bounces: a.bounceHandler(tr)}
+func (a *App) newState(pol *policy.Policy, tr *transforms) (*state, error) {
+	rs, err := relaySettings(pol, tr)
+	if err != nil {
+		return nil, err
+	}
+	return &state{pol: pol, tr: tr, track: a.trackHandler(tr.codec), bounces: a.bounceHandler(tr), relay: rs}, nil
 }
 
 // Policy returns the policy in force.
@@ -129,7 +141,7 @@ func (a *App) Policy() *policy.Policy { return a.cur.Load().pol }
 // Current returns the policy and pipeline in force (gateway.Source).
 func (a *App) Current() gateway.Config {
 	st := a.cur.Load()
-	return gateway.Config{Policy: st.pol, Pipeline: st.tr.pipeline}
+	return gateway.Config{Policy: st.pol, Pipeline: st.tr.pipeline, Routes: routesByName(st.relay)}
 }
 
 // Store returns the app's store (for tests and tools).
@@ -186,6 +198,12 @@ func openStore(ctx context.Context, pol *policy.Policy, log *zap.Logger) (store.
 			return nil, fmt.Errorf("app: %w", err)
 		}
 		return db, nil
+	case "postgres":
+		db, err := postgres.Open(ctx, pol.Server.Store.DSN, log.Named("store"))
+		if err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+		return db, nil
 	}
 	return nil, fmt.Errorf("app: store driver %q is not available in this build", pol.Server.Store.Driver)
 }
@@ -220,6 +238,10 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("app: %w", err)
 	}
 	a.startWorkers(a.Policy())
+	if err := a.startRelay(a.cur.Load().relay); err != nil {
+		a.proxy.Shutdown(ctx)
+		return err
+	}
 	if addr := a.Policy().Server.HTTP.Address; addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -272,9 +294,17 @@ func (a *App) Reload() error {
 		a.log.Error("policy reload refused: certificate", zap.Error(err))
 		return err
 	}
+	next, err := a.newState(pol, tr)
+	if err != nil {
+		a.log.Error("policy reload refused: relay settings", zap.Error(err))
+		return err
+	}
 	a.cert.Set(cert)
-	a.cur.Store(a.newState(pol, tr))
+	a.cur.Store(next)
 	a.startWorkers(pol)
+	if err := a.reloadRelay(next.relay); err != nil {
+		a.log.Error("relay settings not applied", zap.Error(err))
+	}
 	a.log.Info("policy reloaded", zap.Int("credentials", len(pol.Credentials)))
 	return nil
 }
@@ -292,6 +322,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 	}
 	a.stopWorkers()
+	a.stopRelay()
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, err)
 	}

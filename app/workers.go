@@ -2,12 +2,14 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 
 	"go.uber.org/zap"
 
 	"github.com/smtpgate/smtpgate/policy"
+	"github.com/smtpgate/smtpgate/relay"
 	"github.com/smtpgate/smtpgate/store"
 	"github.com/smtpgate/smtpgate/webhook"
 )
@@ -32,17 +34,70 @@ type workers struct {
 	mu      sync.Mutex
 	gen     *background
 	webhook *webhook.Worker
+	// relay runs for the life of the App (its settings are swapped on
+	// reload); relayBg stops it.
+	relay   *relay.Worker
+	relayBg *background
 }
 
 // Committed is the gateway's notifier: every committed message wakes the
 // webhook worker (its events are due) and whoever else listens.
 func (a *App) Committed(msg *store.Message) {
 	a.workers.mu.Lock()
-	wh := a.workers.webhook
+	wh, rw := a.workers.webhook, a.workers.relay
 	a.workers.mu.Unlock()
 	if wh != nil {
 		wh.Notify()
 	}
+	if rw != nil && msg != nil && len(msg.Deliveries) > 0 {
+		rw.Notify()
+	}
+}
+
+// startRelay starts the relay worker when the policy has relays.
+func (a *App) startRelay(s relay.Settings) error {
+	if len(s.Routes) == 0 {
+		return nil
+	}
+	w, err := relay.NewWorker(relay.Config{Settings: s}, a.store, a.store, a.log.Named("relay"))
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	bg := &background{cancel: cancel}
+	bg.wg.Add(1)
+	go func() {
+		defer bg.wg.Done()
+		if err := w.Run(ctx); err != nil {
+			a.log.Error("relay worker stopped", zap.Error(err))
+		}
+	}()
+	a.workers.mu.Lock()
+	a.workers.relay, a.workers.relayBg = w, bg
+	a.workers.mu.Unlock()
+	return nil
+}
+
+// reloadRelay gives the running relay worker new settings, or starts one
+// when a reload adds the first relay.
+func (a *App) reloadRelay(s relay.Settings) error {
+	a.workers.mu.Lock()
+	w := a.workers.relay
+	a.workers.mu.Unlock()
+	if w == nil {
+		return a.startRelay(s)
+	}
+	return w.Reload(s)
+}
+
+// stopRelay stops the relay worker: attempts in flight finish (within the
+// worker's grace period) and the rest go back to the queue.
+func (a *App) stopRelay() {
+	a.workers.mu.Lock()
+	bg := a.workers.relayBg
+	a.workers.relay, a.workers.relayBg = nil, nil
+	a.workers.mu.Unlock()
+	bg.stop()
 }
 
 // startWorkers starts the background workers of pol, replacing those of the

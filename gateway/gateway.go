@@ -23,6 +23,7 @@ import (
 	"github.com/smtpgate/smtpgate/features/pipeline"
 	"github.com/smtpgate/smtpgate/policy"
 	"github.com/smtpgate/smtpgate/proxy"
+	"github.com/smtpgate/smtpgate/relay"
 	"github.com/smtpgate/smtpgate/store"
 	"github.com/smtpgate/smtpgate/summary"
 )
@@ -32,6 +33,7 @@ import (
 type Config struct {
 	Policy   *policy.Policy
 	Pipeline *pipeline.Pipeline
+	Routes   map[string]relay.Route // the policy's relays, by name
 }
 
 // Source returns the Config in force; it may change between calls (SIGHUP
@@ -76,9 +78,10 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 			Message: "Login is no longer allowed to send"}
 	}
-	var relay *policy.Relay
+	var route relay.Route
 	if plan.Route != store.RouteCapture {
-		if relay = cfg.Policy.Relays[plan.Route]; relay == nil {
+		var ok bool
+		if route, ok = cfg.Routes[plan.Route]; !ok {
 			io.Copy(io.Discard, body) //nolint:errcheck
 			return "", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 5},
 				Message: fmt.Sprintf("Route %q is not configured", plan.Route)}
@@ -146,11 +149,11 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 		msg.ReturnPath = out.MailFrom
 	}
 	now := received.UTC()
-	if relay != nil {
+	if plan.Route != store.RouteCapture {
 		if err := schedule(msg, cfg.Policy.Server.MaxScheduleAhead, now); err != nil {
 			return "", err
 		}
-		msg.Deliveries = deliveries(msg, relay, now)
+		msg.Deliveries = relay.Deliveries(msg, route)
 	}
 	msg.Events = events(msg, out, now, cfg.Policy.Server.CaptureSimulateSent)
 	for _, r := range out.Directives.Records {
@@ -286,36 +289,4 @@ func schedule(msg *store.Message, maxAhead time.Duration, now time.Time) error {
 			Message: fmt.Sprintf("Send-at %s is more than %s ahead (max_schedule_ahead)", msg.SendAt.UTC().Format(time.RFC3339), maxAhead)}
 	}
 	return nil
-}
-
-// deliveries splits a relayed message into delivery jobs: one per
-// destination domain for direct MX, one for all recipients through a
-// smarthost. Each recipient keeps its position in the envelope (the VERP
-// recipient index).
-func deliveries(msg *store.Message, relay *policy.Relay, now time.Time) []*store.Delivery {
-	maxAge := relay.MaxAge
-	if maxAge <= 0 {
-		maxAge = policy.DefaultRelayMaxAge
-	}
-	due := now
-	if !msg.SendAt.IsZero() {
-		due = msg.SendAt
-	}
-	var out []*store.Delivery
-	byDomain := map[string]*store.Delivery{}
-	for i, rcpt := range msg.Recipients {
-		domain := ""
-		if relay.MX {
-			domain = strings.ToLower(rcpt[strings.LastIndexByte(rcpt, '@')+1:])
-		}
-		d := byDomain[domain]
-		if d == nil {
-			d = &store.Delivery{Route: relay.Name, Domain: domain, State: store.DeliveryQueued,
-				NextAttempt: due, Expires: due.Add(maxAge)}
-			byDomain[domain] = d
-			out = append(out, d)
-		}
-		d.Recipients = append(d.Recipients, store.RecipientDelivery{Address: rcpt, Index: i, State: store.RecipientPending})
-	}
-	return out
 }

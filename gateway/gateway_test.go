@@ -20,6 +20,7 @@ import (
 	"github.com/smtpgate/smtpgate/features/pipeline"
 	"github.com/smtpgate/smtpgate/policy"
 	"github.com/smtpgate/smtpgate/proxy"
+	"github.com/smtpgate/smtpgate/relay"
 	"github.com/smtpgate/smtpgate/store"
 	"github.com/smtpgate/smtpgate/store/sqlite"
 )
@@ -90,7 +91,11 @@ func setupPolicy(t *testing.T, src string, pipe pipeline.Pipeline) (*Gateway, *s
 	}
 	t.Cleanup(func() { db.Close() })
 	n := &notified{}
-	g := New("gw.test", fixedConfig{Config{Policy: pol, Pipeline: &pipe}}, db, n, zap.NewNop())
+	routes := map[string]relay.Route{}
+	for name, r := range pol.Relays {
+		routes[name] = relay.Route{Name: name, MX: r.MX, Address: r.Address, TLS: r.TLS, MaxAge: r.MaxAge}
+	}
+	g := New("gw.test", fixedConfig{Config{Policy: pol, Pipeline: &pipe, Routes: routes}}, db, n, zap.NewNop())
 	g.now = func() time.Time { return time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC) }
 	return g, db, n
 }
@@ -278,7 +283,7 @@ func TestHandleRelayCreatesDeliveries(t *testing.T) {
 		maxAge  time.Duration
 	}{
 		{"relayed", []string{"a@x.test", "b@y.test", "c@x.test"}, []string{""}, [][]int{{0, 1, 2}}, 48 * time.Hour},
-		{"mx", []string{"a@x.test", "b@Y.test", "c@x.test"}, []string{"x.test", "y.test"}, [][]int{{0, 2}, {1}}, policy.DefaultRelayMaxAge},
+		{"mx", []string{"a@x.test", "b@Y.test", "c@x.test", "A@x.test"}, []string{"x.test", "y.test"}, [][]int{{0, 2}, {1}}, relay.DefaultMaxAge},
 	} {
 		env := envelope(tc.login)
 		env.Recipients = tc.rcpts
@@ -310,7 +315,7 @@ func TestHandleRelayCreatesDeliveries(t *testing.T) {
 				queued++
 			}
 		}
-		if queued != len(tc.rcpts) {
+		if queued != len(store.Inboxes(tc.rcpts)) {
 			t.Errorf("%s: %d queued events, want %d", tc.login, queued, len(tc.rcpts))
 		}
 	}
