@@ -34,7 +34,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newCheck(), newHashPassword())
+	root.AddCommand(newServe(), newCheck(), newHashPassword(), newDKIM())
 	return root
 }
 
@@ -181,4 +181,29 @@ func startCPUProfile(path string) (func(), error) {
 		return nil, fmt.Errorf("--cpu-profile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+func newDKIM() *cobra.Command {
+	cmd := &cobra.Command{Use: "dkim", Short: "DKIM key tools"}
+	var o app.KeygenOptions
+	keygen := &cobra.Command{
+		Use:   "keygen --domain D --selector S [--algorithm ed25519|rsa]",
+		Short: "Write a new DKIM key and print its DNS TXT record and policy block",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := app.DKIMKeygen(cmd.OutOrStdout(), o); err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return err
+			}
+			return nil
+		},
+	}
+	keygen.Flags().StringVar(&o.Domain, "domain", "", "signing domain (d=)")
+	keygen.Flags().StringVar(&o.Selector, "selector", "", "selector (s=)")
+	keygen.Flags().StringVar(&o.Algorithm, "algorithm", "ed25519", "ed25519 or rsa")
+	keygen.Flags().IntVar(&o.Bits, "bits", 0, "RSA key size (default 2048)")
+	keygen.Flags().StringVar(&o.Out, "out", "", "key file (default <selector>.<domain>.<algorithm>.key)")
+	keygen.Flags().BoolVar(&o.Force, "force", false, "overwrite an existing key file")
+	cmd.AddCommand(keygen)
+	return cmd
 }
