@@ -126,6 +126,8 @@ func (h *hub) subscribers() int {
 	return len(h.subs)
 }
 
+var _ Notifier = (*Server)(nil)
+
 // Committed implements Notifier: it wakes the waits and streams that msg
 // may concern. It never blocks and keeps no reference to msg.
 func (s *Server) Committed(msg *store.Message) {
@@ -444,8 +446,9 @@ func (s *Server) v1Stream(w http.ResponseWriter, r *http.Request, scope store.Sc
 	}
 }
 
-// recentSent is how many message ids a stream remembers having sent.
-const recentSent = 1024
+// recentSent is how many message ids a stream remembers having sent: more
+// than a notice queue and a catch-up page hold together.
+const recentSent = subscriberBuffer + 2*100
 
 // stream writes Server-Sent Events.
 type stream struct {
@@ -483,7 +486,7 @@ type recentSet struct {
 }
 
 func newRecentSet(n int) *recentSet {
-	return &recentSet{ring: make([]string, n), in: make(map[string]bool, n)}
+	return &recentSet{ring: make([]string, n), in: make(map[string]bool)}
 }
 
 // add adds s and reports whether it was new.

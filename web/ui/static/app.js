@@ -214,10 +214,18 @@ function renderSidebarCurrent() {
   }
 }
 
+// The inbox list is refreshed at most every few seconds while mail streams
+// in: listing inboxes is one of the dearer queries of a large store.
 let sidebarTimer = 0;
+let sidebarLast = 0;
 function refreshSidebarSoon() {
-  clearTimeout(sidebarTimer);
-  sidebarTimer = setTimeout(loadSidebar, 400);
+  if (sidebarTimer) return;
+  const wait = Math.max(400, sidebarLast + 3000 - Date.now());
+  sidebarTimer = setTimeout(() => {
+    sidebarTimer = 0;
+    sidebarLast = Date.now();
+    loadSidebar();
+  }, wait);
 }
 
 // ---------------------------------------------------------------- reader
