@@ -47,7 +47,7 @@ func seedCapture(b *testing.B, f *fixture, n int) []string {
 				received := t0.Add(time.Duration(i) * time.Second)
 				m := &store.Message{ID: store.NewID(received), Login: "alice", Route: store.RouteCapture,
 					Recipients: []string{"big@example.com", fmt.Sprintf("user%d@example.com", i%1000)},
-					RemoteIP: "192.0.2.10", TLS: true, Received: received, Size: int64(len(raw)), Raw: raw,
+					RemoteIP:   "192.0.2.10", TLS: true, Received: received, Size: int64(len(raw)), Raw: raw,
 					Summary: sum, Text: text, Tags: []string{"bench"},
 					Processing: store.Processing{Stats: map[string]int{"links_tracked": 2, "pixels_added": 1}}}
 				if err := f.st.Accept(context.Background(), m); err != nil {
@@ -150,7 +150,7 @@ func BenchmarkWaitWake(b *testing.B) {
 		committed := time.Now()
 		f.srv.Committed(m)
 		r := <-ch
-		h.add(time.Since(committed) - 0)
+		h.add(time.Since(committed))
 		if r.status != 200 || len(r.answer.Messages) != 1 || r.answer.Messages[0].ID != m.ID {
 			b.Fatalf("wait: %+v", r)
 		}
