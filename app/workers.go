@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -59,7 +60,19 @@ func (a *App) startRelay(s relay.Settings) error {
 	if len(s.Routes) == 0 {
 		return nil
 	}
-	w, err := relay.NewWorker(relay.Config{Settings: s}, a.store, a.store, a.log.Named("relay"))
+	owner, err := instanceID(a.Policy().Server.DataDir)
+	if err != nil {
+		return err
+	}
+	// Deliveries still leased to this instance belong to a previous run
+	// that died: hand them back now rather than after their leases expire.
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = a.store.ReleaseDeliveries(rctx, "relay-"+owner)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("app: releasing the previous run's deliveries: %w", err)
+	}
+	w, err := relay.NewWorker(relay.Config{Settings: s, Owner: "relay-" + owner}, a.store, a.store, a.log.Named("relay"))
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
@@ -101,14 +114,24 @@ func (a *App) stopRelay() {
 }
 
 // startWorkers starts the background workers of pol, replacing those of the
-// previous policy (which finish their work in flight first).
+// previous policy. The old ones stop first (finishing the requests in
+// flight and releasing their leases): both generations lease under the same
+// instance id and must never run at once.
 func (a *App) startWorkers(pol *policy.Policy) {
+	a.stopWorkers()
 	ctx, cancel := context.WithCancel(context.Background())
 	gen := &background{cancel: cancel}
 
 	var wh *webhook.Worker
 	if eps := webhookEndpoints(pol); len(eps) > 0 {
-		wh = webhook.New(webhook.Config{Endpoints: eps, MessageInfo: webhook.StoreInfo(a.store)}, a.store, a.log.Named("webhook"))
+		owner, err := instanceID(pol.Server.DataDir)
+		if err != nil {
+			a.log.Error("webhook worker not started", zap.Error(err))
+			cancel()
+			return
+		}
+		wh = webhook.New(webhook.Config{Endpoints: eps, MessageInfo: webhook.StoreInfo(a.store), Owner: "webhook-" + owner},
+			a.store, a.log.Named("webhook"))
 		gen.wg.Add(1)
 		go func() {
 			defer gen.wg.Done()
@@ -119,10 +142,8 @@ func (a *App) startWorkers(pol *policy.Policy) {
 	}
 
 	a.workers.mu.Lock()
-	old := a.workers.gen
 	a.workers.gen, a.workers.webhook = gen, wh
 	a.workers.mu.Unlock()
-	old.stop()
 }
 
 // stopWorkers stops the background workers and waits for them.
