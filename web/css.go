@@ -42,14 +42,14 @@ var cssPropertiesDropped = setOf("behavior", "-ms-behavior", "-moz-binding")
 // lists above, comments, and every "<", so the result can sit inside a
 // <style> element.
 func sanitizeCSS(src string, resolve cidResolver) string {
-	img := sanitizer{resolve: resolve}
-	return img.css(src)
+	s := sanitizer{resolve: resolve}
+	return s.css(src)
 }
 
-// css is sanitizeCSS with the image rules of s.
+// css is sanitizeCSS with the image rules of s (remote images kept when
+// s.remote is set).
 func (s *sanitizer) css(src string) string {
 	l := css.NewLexer(parse.NewInputString(src))
-	img := s
 	var b strings.Builder
 	for {
 		tt, data := l.Next()
@@ -68,7 +68,7 @@ func (s *sanitizer) css(src string) string {
 				b.Write(data)
 			}
 		case css.URLToken:
-			writeCSSURL(&b, img, urlTokenValue(data))
+			writeCSSURL(&b, s, urlTokenValue(data))
 		case css.FunctionToken:
 			name := strings.ToLower(cssUnescape(string(data[:len(data)-1])))
 			switch {
@@ -80,7 +80,7 @@ func (s *sanitizer) css(src string) string {
 					b.WriteString("none")
 					continue
 				}
-				writeCSSURL(&b, img, arg)
+				writeCSSURL(&b, s, arg)
 			case cssFunctions[name]:
 				b.WriteString(name)
 				b.WriteByte('(')

@@ -270,6 +270,17 @@ func TestV1ContentRoutes(t *testing.T) {
 	if strings.Contains(rec.Body.String(), "<script") || !strings.Contains(rec.Body.String(), `src="data:image/png;base64,`) {
 		t.Errorf("welcome html:\n%s", rec.Body)
 	}
+	rec = f.do("GET", "/api/v1/messages/"+w.ID+"/html?images=1", keyAlice)
+	for _, want := range []string{`url("https://tracker.example/bg.png")`, `<img src="https://tracker.example/open.gif"`, `src="data:image/png;base64,`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("welcome html with images lacks %s:\n%s", want, rec.Body)
+		}
+	}
+	for _, bad := range []string{"<script", "javascript:", "cid:"} {
+		if strings.Contains(rec.Body.String(), bad) {
+			t.Errorf("welcome html with images keeps %s", bad)
+		}
+	}
 	wantError(t, f.do("GET", base+"/html?images=sure", keyAlice), 400)
 
 	rec = f.do("GET", base+"/text", keyAlice)
