@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -93,6 +94,13 @@ credential "news" {
 `
 
 func TestRelayEndToEnd(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testRelayEndToEnd(t, "") })
+	t.Run("postgres", func(t *testing.T) {
+		testRelayEndToEnd(t, fmt.Sprintf("  store {\n    driver = \"postgres\"\n    dsn    = %q\n  }\n", pgDSN(t)))
+	})
+}
+
+func testRelayEndToEnd(t *testing.T, storeBlock string) {
 	rcv := &receiver{got: make(chan struct{}, 4)}
 	srv := smtp.NewServer(rcv)
 	srv.Domain = "sink.test"
@@ -118,7 +126,8 @@ func TestRelayEndToEnd(t *testing.T) {
 	dns := dnstest.Start(t)
 	dns.AddTXT(dkim.RecordName("s2026", "example.com"), txt)
 
-	tmpl := strings.NewReplacer("RELAY_ADDR", ln.Addr().String(), "KEY_FILE", keyFile).Replace(relayPolicy)
+	tmpl := strings.NewReplacer("RELAY_ADDR", ln.Addr().String(), "KEY_FILE", keyFile,
+		"  http {", storeBlock+"  http {").Replace(relayPolicy)
 	a := startApp(t, tmpl)
 	id := send(t, a, "news", "news@example.com", "reader@example.net",
 		"From: News <news@example.com>\r\nTo: reader@example.net\r\nSubject: Relayed\r\nMIME-Version: 1.0\r\n"+
