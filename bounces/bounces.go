@@ -38,9 +38,9 @@ import (
 )
 
 // Store is what the Handler needs of a store.Store: the message a bounce
-// is about, and a place for the events.
+// is about (its recipients; never its body), and a place for the events.
 type Store interface {
-	Get(ctx context.Context, id string, scope store.Scope) (*store.Message, error)
+	GetMeta(ctx context.Context, id string, scope store.Scope) (*store.Message, error)
 	AddEvents(ctx context.Context, events ...*store.Event) error
 }
 
@@ -156,7 +156,7 @@ func (h *Handler) resolve(ctx context.Context, verps []string, log *zap.Logger) 
 		seen[key] = true
 		msg, ok := msgs[mid]
 		if !ok {
-			msg, err = h.st.Get(ctx, mid, store.Scope{All: true})
+			msg, err = h.st.GetMeta(ctx, mid, store.Scope{All: true})
 			switch {
 			case errors.Is(err, store.ErrNotFound):
 				log.Info("bounce for a message the store does not have: dropped", zap.String("message", mid), zap.Int("index", idx))
@@ -204,7 +204,7 @@ func (h *Handler) present(ctx context.Context, events []*store.Event, log *zap.L
 	for _, e := range events {
 		g, known := gone[e.MessageID]
 		if !known {
-			_, err := h.st.Get(ctx, e.MessageID, store.Scope{All: true})
+			_, err := h.st.GetMeta(ctx, e.MessageID, store.Scope{All: true})
 			switch {
 			case errors.Is(err, store.ErrNotFound):
 				g = true

@@ -34,7 +34,7 @@ type Message struct {
 	Size       int64     // len(Raw)
 
 	// Raw is the message as delivered (after the features ran). It is only
-	// filled in by Get and InboxMessage, never by listings.
+	// filled in by Get and InboxMessage, never by listings or GetMeta.
 	Raw []byte
 	// Original is the message as submitted, when it differs from Raw; nil
 	// otherwise. Filled in like Raw.
@@ -120,6 +120,11 @@ type Store interface {
 	Accept(ctx context.Context, msg *Message) error
 	// Get returns a message with Raw and Original, if scope allows its login.
 	Get(ctx context.Context, id string, scope Scope) (*Message, error)
+	// GetMeta returns a message like Get, under the same scope rules
+	// (ErrNotFound outside the scope), but without Raw, Original and Text,
+	// which it does not read: for callers that need the envelope, summary,
+	// tags or metadata of a message and not its body.
+	GetMeta(ctx context.Context, id string, scope Scope) (*Message, error)
 	// Inbox lists an inbox newest first.
 	Inbox(ctx context.Context, q InboxQuery) ([]*InboxEntry, error)
 	// InboxMessage returns one message of an inbox, with Raw and Original.

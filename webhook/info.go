@@ -15,8 +15,8 @@ import (
 const infoCacheSize = 1024
 
 // StoreInfo returns a Config.MessageInfo that reads messages from st with
-// an all-seeing scope. store.Store has no read without the message body,
-// so it remembers the last infoCacheSize messages it read.
+// an all-seeing scope, without their bodies (store.Store.GetMeta), and
+// remembers the last infoCacheSize messages it read.
 func StoreInfo(st store.Store) func(ctx context.Context, messageID string) (Info, error) {
 	var mu sync.Mutex
 	cache := make(map[string]Info)
@@ -27,7 +27,7 @@ func StoreInfo(st store.Store) func(ctx context.Context, messageID string) (Info
 		if ok {
 			return info, nil
 		}
-		m, err := st.Get(ctx, id, store.Scope{All: true})
+		m, err := st.GetMeta(ctx, id, store.Scope{All: true})
 		if err != nil {
 			return Info{}, fmt.Errorf("webhook: message %s: %w", id, err)
 		}

@@ -98,6 +98,29 @@ FROM messages m JOIN bodies b ON b.id = m.id WHERE m.id = $1`, clean(id))
 	return m, nil
 }
 
+// GetMeta returns a message without Raw, Original and Text (neither the
+// bodies table nor the text column is read), or store.ErrNotFound if it
+// does not exist or scope does not allow its login.
+func (db *DB) GetMeta(ctx context.Context, id string, scope store.Scope) (*store.Message, error) {
+	if err := db.usable("get without body"); err != nil {
+		return nil, err
+	}
+	if !seesAnything(scope) {
+		return nil, store.ErrNotFound
+	}
+	m, err := scanMessage(db.pool.QueryRow(ctx, `SELECT `+messageColumns+` FROM messages m WHERE m.id = $1`, clean(id)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: get %s without body: %w", id, err)
+	}
+	if !scope.Allows(m.Login) {
+		return nil, store.ErrNotFound
+	}
+	return m, nil
+}
+
 // Inbox lists an inbox newest first, only messages whose login scope
 // allows. Limit 0 or less means 100, and at most 1000 are returned.
 func (db *DB) Inbox(ctx context.Context, q store.InboxQuery) ([]*store.InboxEntry, error) {

@@ -29,6 +29,7 @@ const messageColumns = `m.seq, m.id, m.login, m.route, m.mail_from, m.recipients
 const (
 	queryGet = `SELECT ` + messageColumns + `, b.raw, b.original, b.text
 FROM messages m JOIN bodies b ON b.seq = m.seq WHERE m.id = ?`
+	queryGetMeta = `SELECT ` + messageColumns + ` FROM messages m WHERE m.id = ?`
 	inboxHead = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder
 FROM inbox i JOIN messages m ON m.seq = i.seq
 WHERE i.inbox = ? AND i.seq < ?`
@@ -41,7 +42,7 @@ WHERE m.id = ?`
 
 // readQueries are the statements prepared on the read pool.
 func readQueries() []string {
-	return []string{queryGet, queryInboxAll, queryInboxScoped, queryInboxMessage}
+	return []string{queryGet, queryGetMeta, queryInboxAll, queryInboxScoped, queryInboxMessage}
 }
 
 // scanner is *sql.Row or *sql.Rows.
@@ -105,6 +106,26 @@ func (db *DB) Get(ctx context.Context, id string, scope store.Scope) (*store.Mes
 		return nil, store.ErrNotFound
 	}
 	m.Raw, m.Original, m.Text = raw, nilIfEmpty(original), text
+	return m, nil
+}
+
+// GetMeta returns a message without Raw, Original and Text (the bodies
+// table is not read), or store.ErrNotFound if it does not exist or scope
+// does not allow its login.
+func (db *DB) GetMeta(ctx context.Context, id string, scope store.Scope) (*store.Message, error) {
+	if !scopeSeesAnything(scope) {
+		return nil, store.ErrNotFound
+	}
+	m, err := scanMessage(db.reads[queryGetMeta].QueryRowContext(ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: get %s without body: %w", id, err)
+	}
+	if !scope.Allows(m.Login) {
+		return nil, store.ErrNotFound
+	}
 	return m, nil
 }
 

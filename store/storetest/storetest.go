@@ -58,6 +58,7 @@ func Run(t *testing.T, open Opener) {
 		{"GetRoundTrip", testGetRoundTrip},
 		{"GetLargeBinaryMessage", testLargeMessage},
 		{"GetUnknown", testGetUnknown},
+		{"GetMetaWithoutBodySameScope", testGetMeta},
 		{"ScopeIsolation", testScopeIsolation},
 		{"ScopeFiltersBeforeLimit", testScopeBeforeLimit},
 		{"InboxNewestFirstAndPaging", testInboxPaging},
@@ -502,6 +503,68 @@ func testGetUnknown(t *testing.T, h *harness) {
 			t.Errorf("DeleteInboxMessage(%q): %v, want ErrNotFound", id, err)
 		}
 	}
+}
+
+// testGetMeta: GetMeta returns what Get returns except Raw, Original and
+// Text, and answers ErrNotFound exactly where Get does.
+func testGetMeta(t *testing.T, h *harness) {
+	ctx := context.Background()
+	captured := h.message("alpha", store.RouteCapture, "a@example.org", "b@example.org")
+	captured.Original = append([]byte("X-Smtpgate-Tag: meta\r\n"), captured.Raw...)
+	captured.Metadata = map[string]string{"user_id": "42"}
+	captured.SendAt = ms(time.Now().Add(time.Hour))
+	h.accept(captured)
+	relayed := h.accept(h.message("beta", "smarthost", "c@example.org"))
+	gone := h.capture("alpha", "gone@example.org")
+	if err := h.st.DeleteInboxMessage(ctx, "gone@example.org", gone.ID, all); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*store.Message{captured, relayed} {
+		got, err := h.st.GetMeta(ctx, m.ID, scopeOf(m.Login))
+		if err != nil {
+			t.Fatalf("GetMeta(%s): %v", m.ID, err)
+		}
+		if err := sameMessage(got, m, false); err != nil {
+			t.Errorf("GetMeta(%s): %v", m.ID, err)
+		}
+		full, err := h.st.Get(ctx, m.ID, scopeOf(m.Login))
+		if err != nil {
+			t.Fatal(err)
+		}
+		full.Raw, full.Original, full.Text = nil, nil, ""
+		if !reflect.DeepEqual(normMessage(got), normMessage(full)) {
+			t.Errorf("GetMeta(%s) differs from Get without the body:\n%+v\n%+v", m.ID, got, full)
+		}
+	}
+	scopes := map[string]store.Scope{
+		"all": all, "zero": {}, "alpha": scopeOf("alpha"), "beta": scopeOf("beta"), "gamma": scopeOf("gamma"),
+		"prefix": scopeOf("alph"), "case": scopeOf("ALPHA"), "empty": scopeOf(""), "aliases": scopeOf("gamma", "beta"),
+	}
+	idList := []string{captured.ID, relayed.ID, gone.ID, store.NewID(time.Now()), "", "not-an-id", "' OR 1=1 --", "nul\x00id"}
+	for name, sc := range scopes {
+		for _, id := range idList {
+			_, gerr := h.st.Get(ctx, id, sc)
+			m, err := h.st.GetMeta(ctx, id, sc)
+			switch {
+			case gerr == nil && err != nil:
+				t.Errorf("scope %s, id %q: Get finds it but GetMeta: %v", name, id, err)
+			case gerr != nil && !errors.Is(gerr, store.ErrNotFound):
+				t.Errorf("scope %s, id %q: Get: %v", name, id, gerr)
+			case gerr != nil && !errors.Is(err, store.ErrNotFound):
+				t.Errorf("scope %s, id %q: GetMeta: %v, want ErrNotFound as Get says", name, id, err)
+			case err == nil && (m.ID != id || !sc.Allows(m.Login)):
+				t.Errorf("scope %s, id %q: GetMeta returned %s of %s", name, id, m.ID, m.Login)
+			}
+		}
+	}
+}
+
+// normMessage treats nil and empty fields alike, for comparing two reads.
+func normMessage(m *store.Message) store.Message {
+	c := *m
+	c.Recipients, c.Tags, c.Metadata = normStrings(c.Recipients), normStrings(c.Tags), normMap(c.Metadata)
+	c.Summary, c.Processing = normSummary(c.Summary), normProcessing(c.Processing)
+	return c
 }
 
 // testScopeIsolation: a reader scoped to one login never sees another
