@@ -30,7 +30,7 @@ const (
 	queryGet = `SELECT ` + messageColumns + `, b.raw, b.original, b.text
 FROM messages m JOIN bodies b ON b.seq = m.seq WHERE m.id = ?`
 	queryGetMeta = `SELECT ` + messageColumns + ` FROM messages m WHERE m.id = ?`
-	inboxHead = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder
+	inboxHead    = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder
 FROM inbox i JOIN messages m ON m.seq = i.seq
 WHERE i.inbox = ? AND i.seq < ?`
 	queryInboxAll     = inboxHead + ` ORDER BY i.seq DESC LIMIT ?`
