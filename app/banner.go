@@ -39,6 +39,9 @@ func (a *App) writeBanner(w io.Writer) {
 	if api != "" {
 		fmt.Fprintf(w, "Read it back:\n  curl -s -H 'Mailsac-Key: %s' %s/api/addresses/alice@example.com/messages\n", a.dev.APIKey, api)
 	}
+	fmt.Fprintf(w, "Try a feature: the dev login may switch any of them on with a header, e.g. add\n"+
+		"  --add-header 'X-Smtpgate-TrackClicks: yes' --add-header 'X-Smtpgate-InlineCSS: yes' --attach-type text/html --attach-body '<style>p{color:red}</style><p>Hi <a href=\"https://example.com\">link</a></p>'\n"+
+		"  (tracked links point at %s; explain a message with: smtpgate check --explain POLICY --login L --message FILE)\n", api)
 	fmt.Fprintln(w)
 }
 
