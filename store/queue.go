@@ -142,6 +142,11 @@ type Webhooks interface {
 	// CompleteWebhookJob records an attempt: state sent, deferred (with
 	// next), or failed. ErrLeaseLost if owner no longer holds the lease.
 	CompleteWebhookJob(ctx context.Context, id int64, owner string, state string, status int, errText string, next time.Time) error
+	// ReleaseWebhookJobs returns every job leased to owner to the queue
+	// unchanged, claimable at once (graceful shutdown), like
+	// ReleaseDeliveries; the owner's outcomes for them are then refused
+	// with ErrLeaseLost.
+	ReleaseWebhookJobs(ctx context.Context, owner string) error
 	// WebhookJobs lists jobs newest first (the delivery history), in scope
 	// (by the event's login). Limit 0 = 100; capped at 1000.
 	WebhookJobs(ctx context.Context, webhook string, scope Scope, limit int) ([]*WebhookJob, error)

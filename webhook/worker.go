@@ -163,13 +163,6 @@ func (w *Worker) Notify() {
 	}
 }
 
-// releaser is implemented by stores that can hand a stopping worker's
-// leased jobs back at once (like store.Queue.ReleaseDeliveries); with other
-// stores the jobs wait for their lease to run out.
-type releaser interface {
-	ReleaseWebhookJobs(ctx context.Context, owner string) error
-}
-
 // Run delivers until ctx is cancelled, then waits for the requests in
 // flight to finish and be recorded (at most one HTTP timeout) and returns
 // nil. It returns an error at once if the configuration is invalid. Store
@@ -209,12 +202,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		l.stop()
 	}
 	wg.Wait()
-	if r, ok := w.st.(releaser); ok {
-		rctx, cancel := context.WithTimeout(dctx, 5*time.Second)
-		defer cancel()
-		if err := r.ReleaseWebhookJobs(rctx, w.cfg.Owner); err != nil {
-			w.log.Warn("releasing webhook jobs", zap.Error(err))
-		}
+	// The jobs still leased (queued in a lane, or waiting for their lease
+	// to run out) go back to the queue at once, for the next worker.
+	rctx, cancel := context.WithTimeout(dctx, 5*time.Second)
+	defer cancel()
+	if err := w.st.ReleaseWebhookJobs(rctx, w.cfg.Owner); err != nil {
+		w.log.Warn("releasing webhook jobs", zap.Error(err))
 	}
 	w.log.Info("webhook worker stopped")
 	return nil

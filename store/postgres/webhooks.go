@@ -177,6 +177,18 @@ WHERE id = $1 AND lease_owner = $2`, id, clean(owner), state, next, int32(status
 	return fmt.Errorf("postgres: complete webhook job %d: %w", id, store.ErrLeaseLost)
 }
 
+// ReleaseWebhookJobs returns every job leased to owner to the queue
+// unchanged.
+func (db *DB) ReleaseWebhookJobs(ctx context.Context, owner string) error {
+	if err := db.usable("release webhook jobs"); err != nil {
+		return err
+	}
+	if _, err := db.pool.Exec(ctx, `UPDATE webhook_jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1`, clean(owner)); err != nil {
+		return fmt.Errorf("postgres: release webhook jobs of %s: %w", owner, err)
+	}
+	return nil
+}
+
 // WebhookJobs lists the jobs of one webhook newest first, only of logins in
 // scope. Limit 0 or less means 100, and at most 1000 are returned.
 func (db *DB) WebhookJobs(ctx context.Context, webhook string, scope store.Scope, limit int) ([]*store.WebhookJob, error) {

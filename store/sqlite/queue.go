@@ -188,14 +188,23 @@ func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o sto
 // ReleaseDeliveries returns every delivery leased to owner to the queue
 // unchanged.
 func (db *DB) ReleaseDeliveries(ctx context.Context, owner string) error {
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := db.txExec(ctx, tx, `UPDATE deliveries SET lease_owner = '', lease_until = 0 WHERE lease_owner = ?`, owner)
-		return err
-	})
-	if err != nil {
+	if err := db.release(ctx, "deliveries", owner); err != nil {
 		return fmt.Errorf("sqlite: release deliveries of %s: %w", owner, err)
 	}
 	return nil
+}
+
+// release frees every row of table (deliveries or webhook_jobs) leased to
+// owner. Nothing is ever leased to "" (claim refuses it), so releasing ""
+// writes nothing, though it still fails with store.ErrClosed after Close.
+func (db *DB) release(ctx context.Context, table, owner string) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if owner == "" {
+			return nil
+		}
+		_, err := db.txExec(ctx, tx, releaseLeases(table), owner)
+		return err
+	})
 }
 
 // Deliveries lists deliveries in scope, ascending by ID.

@@ -55,6 +55,12 @@ func selectLease(table string) string {
 	return `SELECT lease_owner FROM ` + table + ` WHERE id = ?`
 }
 
+// releaseLeases frees an owner's leases; the second condition lets SQLite
+// use the partial index of leased rows (by_owner).
+func releaseLeases(table string) string {
+	return `UPDATE ` + table + ` SET lease_owner = '', lease_until = 0 WHERE lease_owner = ? AND lease_owner != ''`
+}
+
 // queueStatements are the statements of this file, for writeStatements.
 func queueStatements() []string {
 	out := []string{savepoint, rollbackSavepoint, releaseSavepoint, selectMessageOfEvent,
@@ -62,7 +68,7 @@ func queueStatements() []string {
 		selectJob, selectCursor, selectNewEvents, insertJob, upsertCursor, completeJob,
 		selectInboxEntry, deleteInboxEntry, deleteOrphan, setRead}
 	for _, table := range []string{"deliveries", "webhook_jobs"} {
-		out = append(out, claimDue(table), setLease(table), selectLease(table))
+		out = append(out, claimDue(table), setLease(table), selectLease(table), releaseLeases(table))
 	}
 	return out
 }

@@ -152,6 +152,15 @@ func (db *DB) CompleteWebhookJob(ctx context.Context, id int64, owner string, st
 	return err
 }
 
+// ReleaseWebhookJobs returns every job leased to owner to the queue
+// unchanged.
+func (db *DB) ReleaseWebhookJobs(ctx context.Context, owner string) error {
+	if err := db.release(ctx, "webhook_jobs", owner); err != nil {
+		return fmt.Errorf("sqlite: release webhook jobs of %s: %w", owner, err)
+	}
+	return nil
+}
+
 // WebhookJobs lists a webhook's jobs newest first, only of logins in
 // scope. limit 0 or less means 100; at most 1000.
 func (db *DB) WebhookJobs(ctx context.Context, webhook string, scope store.Scope, limit int) ([]*store.WebhookJob, error) {

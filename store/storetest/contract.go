@@ -887,6 +887,7 @@ func testClosedWrites(t *testing.T, h *harness) {
 	checks := map[string]error{
 		"AddEvents":          st.AddEvents(ctx, event(m, store.EventOpened, "", now)),
 		"ReleaseDeliveries":  st.ReleaseDeliveries(ctx, "w"),
+		"ReleaseWebhookJobs": st.ReleaseWebhookJobs(ctx, "w"),
 		"RetryNow":           st.RetryNow(ctx, 1, all, now),
 		"SetRead":            st.SetRead(ctx, "c@example.org", m.ID, all, true),
 		"DeleteInboxMessage": st.DeleteInboxMessage(ctx, "c@example.org", m.ID, all),

@@ -95,6 +95,7 @@ func Run(t *testing.T, open Opener) {
 		// Webhooks
 		{"EnqueueWebhookJobs", testEnqueueWebhookJobs},
 		{"WebhookJobLifecycle", testWebhookJobLifecycle},
+		{"ReleaseWebhookJobs", testReleaseWebhookJobs},
 
 		// Capture
 		{"Search", testSearch},

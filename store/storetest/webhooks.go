@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -139,5 +140,73 @@ func testWebhookJobLifecycle(t *testing.T, h *harness) {
 		if x.ID == j.ID && (x.State != "sent" || x.Attempts != 2 || x.LastStatus != 204) {
 			t.Errorf("sent job: %+v", x)
 		}
+	}
+}
+
+func jobIDs(jobs []*store.WebhookJob) []int64 {
+	out := []int64{}
+	for _, j := range jobs {
+		out = append(out, j.ID)
+	}
+	return out
+}
+
+// testReleaseWebhookJobs: ReleaseWebhookJobs makes the owner's leased jobs
+// claimable at once, unchanged, and leaves other owners' leases alone.
+func testReleaseWebhookJobs(t *testing.T, h *harness) {
+	w := webhooksOf(t, h)
+	ctx := context.Background()
+	now := ms(time.Now())
+	h.withEvents("alpha", store.EventCaptured, store.EventSent, store.EventOpened, store.EventClicked)
+	if _, err := w.EnqueueWebhookJobs(ctx, "events", nil, 100, now); err != nil {
+		t.Fatal(err)
+	}
+	a, err := w.ClaimWebhookJobs(ctx, "a", now, 2, time.Hour)
+	if err != nil || len(a) != 2 {
+		t.Fatalf("a claimed %v (%v)", jobIDs(a), err)
+	}
+	b, err := w.ClaimWebhookJobs(ctx, "b", now, 1, time.Hour)
+	if err != nil || len(b) != 1 {
+		t.Fatalf("b claimed %v (%v)", jobIDs(b), err)
+	}
+	if err := w.ReleaseWebhookJobs(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	for _, owner := range []string{"nobody", ""} {
+		if err := w.ReleaseWebhookJobs(ctx, owner); err != nil {
+			t.Errorf("releasing %q, who holds nothing: %v", owner, err)
+		}
+	}
+	// At the same instant, well inside the hour-long leases: a's jobs and
+	// the one nobody claimed, oldest first; not b's.
+	all4, err := w.WebhookJobs(ctx, "events", all, 0)
+	if err != nil || len(all4) != 4 {
+		t.Fatalf("jobs: %v (%v)", jobIDs(all4), err)
+	}
+	var want []int64
+	for _, j := range all4 {
+		if j.ID != b[0].ID {
+			want = append(want, j.ID)
+		}
+	}
+	slices.Sort(want)
+	got, err := w.ClaimWebhookJobs(ctx, "c", now, 10, time.Hour)
+	if err != nil || !reflect.DeepEqual(jobIDs(got), want) {
+		t.Fatalf("after releasing a, c claimed %v (%v); want %v: a's %v and the unclaimed job, not b's %d",
+			jobIDs(got), err, want, jobIDs(a), b[0].ID)
+	}
+	for _, j := range got {
+		if j.State != "queued" || j.Attempts != 0 || !j.NextAttempt.Equal(now) || j.LastStatus != 0 || j.LastError != "" {
+			t.Errorf("released job changed: %+v", j)
+		}
+	}
+	if err := w.CompleteWebhookJob(ctx, a[0].ID, "a", "sent", 200, "", time.Time{}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("a completing a released job: %v, want ErrLeaseLost", err)
+	}
+	if err := w.CompleteWebhookJob(ctx, a[0].ID, "c", "sent", 200, "", time.Time{}); err != nil {
+		t.Errorf("c completing the job it claimed after the release: %v", err)
+	}
+	if err := w.CompleteWebhookJob(ctx, b[0].ID, "b", "sent", 200, "", time.Time{}); err != nil {
+		t.Errorf("b lost its lease to a's release: %v", err)
 	}
 }
