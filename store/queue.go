@@ -132,11 +132,13 @@ type WebhookJob struct {
 // the cursor, in one transaction, so no event is ever skipped or sent twice
 // to one endpoint by the store's doing.
 type Webhooks interface {
-	// EnqueueWebhookJobs creates jobs (queued, due at now) for up to limit
-	// events after the webhook's cursor whose Type is in types (empty =
-	// all), and returns how many events it consumed. The cursor of a
-	// webhook never seen before is before the first event.
-	EnqueueWebhookJobs(ctx context.Context, webhook string, types []string, limit int, now time.Time) (int, error)
+	// EnqueueWebhookJobs reads up to limit events after the webhook's
+	// cursor, creates a job (queued, due at now) for each whose Type is in
+	// types and whose Login is in logins (nil or empty = all, for either;
+	// exact matches), moves the cursor past every event it read, and
+	// returns how many it read, matching or not. The cursor of a webhook
+	// never seen before is before the first event.
+	EnqueueWebhookJobs(ctx context.Context, webhook string, types, logins []string, limit int, now time.Time) (int, error)
 	// ClaimWebhookJobs leases due jobs like ClaimDeliveries.
 	ClaimWebhookJobs(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*WebhookJob, error)
 	// CompleteWebhookJob records an attempt: state sent, deferred (with

@@ -20,7 +20,7 @@ type lane struct {
 	w      *Worker
 	ep     Endpoint
 	types  []string        // the store's type filter; nil = all
-	logins map[string]bool // nil = all
+	logins []string        // the store's login filter; nil = all
 	wg     *sync.WaitGroup // Run's: senders and recorders
 
 	mu      sync.Mutex
@@ -52,7 +52,7 @@ type outcome struct {
 	took time.Duration
 }
 
-func newLane(w *Worker, ep Endpoint, types []string, logins map[string]bool) *lane {
+func newLane(w *Worker, ep Endpoint, types, logins []string) *lane {
 	l := &lane{w: w, ep: ep, types: types, logins: logins, held: make(map[int64]*held), latency: initialLatency}
 	l.cond = sync.NewCond(&l.mu)
 	return l

@@ -250,7 +250,7 @@ func (w *Worker) lanes() (map[string]*lane, error) {
 		if len(ep.Secret) == 0 {
 			w.log.Warn("webhook endpoint has no secret: its requests are not signed", zap.String("webhook", ep.Name))
 		}
-		lanes[ep.Name] = newLane(w, ep, types, loginSet(ep.Logins))
+		lanes[ep.Name] = newLane(w, ep, types, loginFilter(ep.Logins))
 	}
 	return lanes, nil
 }
@@ -279,16 +279,13 @@ func eventTypes(events []string) ([]string, error) {
 	return slices.Clone(events), nil
 }
 
-// loginSet returns the set of Logins, nil for all.
-func loginSet(logins []string) map[string]bool {
+// loginFilter returns the store's login filter for an endpoint's Logins:
+// nil for all.
+func loginFilter(logins []string) []string {
 	if len(logins) == 0 || slices.Contains(logins, "*") {
 		return nil
 	}
-	set := make(map[string]bool, len(logins))
-	for _, l := range logins {
-		set[l] = true
-	}
-	return set
+	return slices.Clone(logins)
 }
 
 // round fans new events out to jobs and hands due jobs to the lanes. It
@@ -300,7 +297,7 @@ func (w *Worker) round(ctx context.Context, lanes map[string]*lane) bool {
 	for len(pending) > 0 {
 		more := pending[:0]
 		for _, name := range pending {
-			n, err := w.st.EnqueueWebhookJobs(ctx, name, lanes[name].types, fanOutBatch, now)
+			n, err := w.st.EnqueueWebhookJobs(ctx, name, lanes[name].types, lanes[name].logins, fanOutBatch, now)
 			if err != nil {
 				if ctx.Err() != nil {
 					return false
@@ -344,9 +341,6 @@ func (w *Worker) round(ctx context.Context, lanes map[string]*lane) bool {
 			case l == nil:
 				// The webhook left the policy: nothing will ever send this job.
 				w.finish(ctx, j, "failed", fmt.Sprintf("not sent: webhook %q is no longer configured", j.Webhook))
-				handled++
-			case l.logins != nil && !l.logins[j.Login]:
-				w.finish(ctx, j, "failed", fmt.Sprintf("not sent: login %q is not selected by webhook %q", j.Login, j.Webhook))
 				handled++
 			case l.add(j, leaseUntil):
 				handled++

@@ -161,7 +161,7 @@ func TestClaimWebhookJobsTwoInstances(t *testing.T) {
 	for _, db := range dbs {
 		wg.Go(func() {
 			for {
-				n, err := db.EnqueueWebhookJobs(ctx, "hook", nil, 7, now)
+				n, err := db.EnqueueWebhookJobs(ctx, "hook", nil, nil, 7, now)
 				if err != nil {
 					t.Error(err)
 					return

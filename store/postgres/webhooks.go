@@ -57,13 +57,13 @@ func collectJobs(rows pgx.Rows) ([]*store.WebhookJob, error) {
 }
 
 // EnqueueWebhookJobs creates a queued job, due at now, for each of up to
-// limit events after the webhook's cursor whose Type is in types (empty =
-// all), moves the cursor past them, and returns how many events it
-// consumed, in one transaction. The cursor row is locked for the
+// limit events after the webhook's cursor whose Type is in types and whose
+// Login is in logins (empty = all), moves the cursor past them, and returns
+// how many events it consumed, in one transaction. The cursor row is locked for the
 // transaction, so concurrent callers for one webhook take turns; since
 // Event.Seq is commit-ordered no event can appear behind the cursor later.
 // Limit 0 or less means 1000.
-func (db *DB) EnqueueWebhookJobs(ctx context.Context, webhook string, types []string, limit int, now time.Time) (int, error) {
+func (db *DB) EnqueueWebhookJobs(ctx context.Context, webhook string, types, logins []string, limit int, now time.Time) (int, error) {
 	if err := db.usable("enqueue webhook jobs"); err != nil {
 		return 0, err
 	}
@@ -86,14 +86,14 @@ WITH ev AS (
 ), jobs AS (
 	INSERT INTO webhook_jobs (webhook, event_seq, login, state, next_attempt, created, updated)
 	SELECT $1, ev.seq, ev.login, 'queued', $5, $5, $5 FROM ev
-	WHERE cardinality($4::text[]) = 0 OR ev.type = ANY($4)
+	WHERE (cardinality($4::text[]) = 0 OR ev.type = ANY($4)) AND (cardinality($6::text[]) = 0 OR ev.login = ANY($6))
 	ORDER BY ev.seq
 	ON CONFLICT (webhook, event_seq) DO NOTHING
 ), cursor AS (
 	UPDATE webhook_cursors SET after_seq = (SELECT max(seq) FROM ev)
 	WHERE webhook = $1 AND EXISTS (SELECT 1 FROM ev)
 )
-SELECT count(*) FROM ev`, webhook, after, limit, cleanAll(types), now).Scan(&consumed)
+SELECT count(*) FROM ev`, webhook, after, limit, cleanAll(types), now, cleanAll(logins)).Scan(&consumed)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("postgres: enqueue jobs of webhook %s: %w", webhook, err)

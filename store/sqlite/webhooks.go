@@ -36,18 +36,15 @@ func scanJob(s scanner) (*store.WebhookJob, error) {
 }
 
 // EnqueueWebhookJobs creates a job for each of up to limit events after
-// the webhook's cursor whose type is in types (all types when empty), moves
-// the cursor past every event it read, and returns how many it read. All
-// writes go through the one writer, so events become visible in Seq order
-// and the cursor never skips one.
-func (db *DB) EnqueueWebhookJobs(ctx context.Context, webhook string, types []string, limit int, now time.Time) (int, error) {
+// the webhook's cursor whose type is in types and whose login is in logins
+// (all when empty), moves the cursor past every event it read, and returns
+// how many it read. All writes go through the one writer, so events become
+// visible in Seq order and the cursor never skips one.
+func (db *DB) EnqueueWebhookJobs(ctx context.Context, webhook string, types, logins []string, limit int, now time.Time) (int, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
-	want := map[string]bool{}
-	for _, t := range types {
-		want[t] = true
-	}
+	want, wantLogin := set(types), set(logins)
 	var consumed int
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		consumed = 0
@@ -82,7 +79,7 @@ func (db *DB) EnqueueWebhookJobs(ctx context.Context, webhook string, types []st
 		}
 		n := unixNano(now)
 		for _, e := range evs {
-			if len(want) > 0 && !want[e.kind] {
+			if len(want) > 0 && !want[e.kind] || len(wantLogin) > 0 && !wantLogin[e.login] {
 				continue
 			}
 			if _, err := db.txExec(ctx, tx, insertJob, webhook, e.seq, e.login, jobQueued, n, n, n); err != nil {
@@ -99,6 +96,15 @@ func (db *DB) EnqueueWebhookJobs(ctx context.Context, webhook string, types []st
 		return 0, fmt.Errorf("sqlite: enqueue webhook jobs for %s: %w", webhook, err)
 	}
 	return consumed, nil
+}
+
+// set returns the members of list as a set; empty for an empty list.
+func set(list []string) map[string]bool {
+	m := make(map[string]bool, len(list))
+	for _, v := range list {
+		m[v] = true
+	}
+	return m
 }
 
 // ClaimWebhookJobs leases up to limit due jobs to owner until now+lease,

@@ -436,7 +436,7 @@ func testQueueReopen(t *testing.T, h *harness) {
 	if len(leased) != 1 {
 		t.Fatalf("second claim %v", deliveryIDs(leased))
 	}
-	if _, err := h.st.EnqueueWebhookJobs(ctx, "hook", nil, 100, now); err != nil {
+	if _, err := h.st.EnqueueWebhookJobs(ctx, "hook", nil, nil, 100, now); err != nil {
 		t.Fatal(err)
 	}
 	beforeDeliveries := h.deliveries(store.DeliveryQuery{Scope: all})
@@ -466,7 +466,7 @@ func testQueueReopen(t *testing.T, h *harness) {
 	if err != nil || !reflect.DeepEqual(jobEvents(afterJobs), jobEvents(beforeJobs)) {
 		t.Errorf("jobs after reopen: %v (%v), want %v", jobEvents(afterJobs), err, jobEvents(beforeJobs))
 	}
-	if n, err := h.st.EnqueueWebhookJobs(ctx, "hook", nil, 100, now); err != nil || n != 0 {
+	if n, err := h.st.EnqueueWebhookJobs(ctx, "hook", nil, nil, 100, now); err != nil || n != 0 {
 		t.Errorf("the webhook cursor was lost: %d events consumed again (%v)", n, err)
 	}
 	if got := h.claim("other", now.Add(time.Minute), 10, time.Hour); len(got) != 0 {
@@ -533,7 +533,7 @@ func testWebhookFanOutConcurrent(t *testing.T, h *harness) {
 					done = true
 				default:
 				}
-				n, err := h.st.EnqueueWebhookJobs(ctx, "hook", nil, 7, msNow())
+				n, err := h.st.EnqueueWebhookJobs(ctx, "hook", nil, nil, 7, msNow())
 				if err != nil {
 					fail(err)
 					return
@@ -593,7 +593,7 @@ func testWebhookLeases(t *testing.T, h *harness) {
 	h.accept(b)
 	total := 0
 	for {
-		n, err := h.st.EnqueueWebhookJobs(ctx, "hook", []string{store.EventCaptured}, 500, now)
+		n, err := h.st.EnqueueWebhookJobs(ctx, "hook", []string{store.EventCaptured}, nil, 500, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -893,7 +893,7 @@ func testClosedWrites(t *testing.T, h *harness) {
 		"DeleteInboxMessage": st.DeleteInboxMessage(ctx, "c@example.org", m.ID, all),
 	}
 	_, checks["ClaimDeliveries"] = st.ClaimDeliveries(ctx, "w", now, 1, time.Minute)
-	_, checks["EnqueueWebhookJobs"] = st.EnqueueWebhookJobs(ctx, "hook", nil, 10, now)
+	_, checks["EnqueueWebhookJobs"] = st.EnqueueWebhookJobs(ctx, "hook", nil, nil, 10, now)
 	_, checks["ClaimWebhookJobs"] = st.ClaimWebhookJobs(ctx, "w", now, 1, time.Minute)
 	_, checks["DeleteInbox"] = st.DeleteInbox(ctx, "c@example.org", all)
 	_, checks["Prune"] = st.Prune(ctx, store.Retention{Login: "alpha", MaxCount: 1}, now, 10)

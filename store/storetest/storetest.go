@@ -96,6 +96,7 @@ func Run(t *testing.T, open Opener) {
 		{"EnqueueWebhookJobs", testEnqueueWebhookJobs},
 		{"WebhookJobLifecycle", testWebhookJobLifecycle},
 		{"ReleaseWebhookJobs", testReleaseWebhookJobs},
+		{"EnqueueWebhookJobsLoginFilter", testEnqueueLoginFilter},
 
 		// Capture
 		{"Search", testSearch},

@@ -44,18 +44,18 @@ func testEnqueueWebhookJobs(t *testing.T, h *harness) {
 	ctx := context.Background()
 	now := ms(time.Now())
 	first := h.withEvents("alpha", store.EventCaptured, store.EventDirective, store.EventCaptured)
-	n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, 100, now)
+	n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, nil, 100, now)
 	if err != nil || n != 3 {
 		t.Fatalf("first enqueue consumed %d (%v), want 3", n, err)
 	}
-	if n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, 100, now); err != nil || n != 0 {
+	if n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, nil, 100, now); err != nil || n != 0 {
 		t.Errorf("second enqueue consumed %d (%v), want 0", n, err)
 	}
 	second := h.withEvents("beta", store.EventCaptured, store.EventCaptured, store.EventCaptured)
-	if n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, 2, now); err != nil || n != 2 {
+	if n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, nil, 2, now); err != nil || n != 2 {
 		t.Errorf("limit 2 consumed %d (%v)", n, err)
 	}
-	if n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, 100, now); err != nil || n != 1 {
+	if n, err := w.EnqueueWebhookJobs(ctx, "events", []string{store.EventCaptured}, nil, 100, now); err != nil || n != 1 {
 		t.Errorf("the rest: consumed %d (%v), want 1", n, err)
 	}
 	jobs, err := w.WebhookJobs(ctx, "events", all, 0)
@@ -78,7 +78,7 @@ func testEnqueueWebhookJobs(t *testing.T, h *harness) {
 		t.Errorf("zero scope sees %d jobs", len(got))
 	}
 	// Another webhook has its own cursor; no types means every type.
-	if n, err := w.EnqueueWebhookJobs(ctx, "audit", nil, 100, now); err != nil || n != 6 {
+	if n, err := w.EnqueueWebhookJobs(ctx, "audit", nil, nil, 100, now); err != nil || n != 6 {
 		t.Errorf("second webhook consumed %d (%v), want 6", n, err)
 	}
 	if got, _ := w.WebhookJobs(ctx, "audit", all, 0); len(got) != 6 {
@@ -102,7 +102,7 @@ func testWebhookJobLifecycle(t *testing.T, h *harness) {
 	ctx := context.Background()
 	now := ms(time.Now())
 	h.withEvents("alpha", store.EventCaptured, store.EventCaptured)
-	if _, err := w.EnqueueWebhookJobs(ctx, "events", nil, 100, now); err != nil {
+	if _, err := w.EnqueueWebhookJobs(ctx, "events", nil, nil, 100, now); err != nil {
 		t.Fatal(err)
 	}
 	jobs, err := w.ClaimWebhookJobs(ctx, "sender-a", now, 1, time.Minute)
@@ -158,7 +158,7 @@ func testReleaseWebhookJobs(t *testing.T, h *harness) {
 	ctx := context.Background()
 	now := ms(time.Now())
 	h.withEvents("alpha", store.EventCaptured, store.EventSent, store.EventOpened, store.EventClicked)
-	if _, err := w.EnqueueWebhookJobs(ctx, "events", nil, 100, now); err != nil {
+	if _, err := w.EnqueueWebhookJobs(ctx, "events", nil, nil, 100, now); err != nil {
 		t.Fatal(err)
 	}
 	a, err := w.ClaimWebhookJobs(ctx, "a", now, 2, time.Hour)
@@ -208,5 +208,64 @@ func testReleaseWebhookJobs(t *testing.T, h *harness) {
 	}
 	if err := w.CompleteWebhookJob(ctx, b[0].ID, "b", "sent", 200, "", time.Time{}); err != nil {
 		t.Errorf("b lost its lease to a's release: %v", err)
+	}
+}
+
+// testEnqueueLoginFilter: events of logins outside the filter create no
+// job at all, but are consumed (the cursor moves past them); the type and
+// login filters apply together; an empty filter is no filter.
+func testEnqueueLoginFilter(t *testing.T, h *harness) {
+	w := webhooksOf(t, h)
+	ctx := context.Background()
+	now := ms(time.Now())
+	a := h.withEvents("alpha", store.EventCaptured, store.EventOpened)
+	b := h.withEvents("beta", store.EventCaptured, store.EventOpened)
+	g := h.withEvents("gamma", store.EventCaptured, store.EventOpened)
+	A := h.withEvents("ALPHA", store.EventCaptured)
+	for _, tt := range []struct {
+		webhook       string
+		types, logins []string
+		want          []*store.Event
+	}{
+		{"two-logins", nil, []string{"gamma", "alpha"}, []*store.Event{a[0], a[1], g[0], g[1]}},
+		{"login-and-type", []string{store.EventOpened}, []string{"beta"}, []*store.Event{b[1]}},
+		{"nobody", nil, []string{"delta", "alph", ""}, nil},
+		{"empty-filter", nil, []string{}, []*store.Event{a[0], a[1], b[0], b[1], g[0], g[1], A[0]}},
+		{"case", []string{store.EventCaptured}, []string{"ALPHA"}, []*store.Event{A[0]}},
+	} {
+		n, err := w.EnqueueWebhookJobs(ctx, tt.webhook, tt.types, tt.logins, 100, now)
+		if err != nil || n != 7 {
+			t.Errorf("%s: consumed %d (%v), want all 7 events", tt.webhook, n, err)
+		}
+		if n, err := w.EnqueueWebhookJobs(ctx, tt.webhook, tt.types, tt.logins, 100, now); err != nil || n != 0 {
+			t.Errorf("%s: a second enqueue consumed %d (%v): the cursor did not move past filtered events", tt.webhook, n, err)
+		}
+		jobs, err := w.WebhookJobs(ctx, tt.webhook, all, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Reverse(jobs)
+		want := []int64{}
+		for _, e := range tt.want {
+			want = append(want, e.Seq)
+		}
+		if got := jobEvents(jobs); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: jobs for events %v, want %v", tt.webhook, got, want)
+		}
+		for _, j := range jobs {
+			if len(tt.logins) > 0 && !slices.Contains(tt.logins, j.Login) {
+				t.Errorf("%s: a job of login %q", tt.webhook, j.Login)
+			}
+		}
+	}
+	// Later events go through the same filter.
+	later := h.withEvents("beta", store.EventOpened)
+	h.withEvents("alpha", store.EventOpened)
+	if n, err := w.EnqueueWebhookJobs(ctx, "login-and-type", []string{store.EventOpened}, []string{"beta"}, 100, now); err != nil || n != 2 {
+		t.Errorf("later events: consumed %d (%v), want 2", n, err)
+	}
+	jobs, _ := w.WebhookJobs(ctx, "login-and-type", all, 0)
+	if got := jobEvents(jobs); !reflect.DeepEqual(got, []int64{later[0].Seq, b[1].Seq}) {
+		t.Errorf("login-and-type jobs (newest first) %v, want %v", got, []int64{later[0].Seq, b[1].Seq})
 	}
 }
