@@ -276,6 +276,23 @@ func (s *Server) load(r *http.Request, scope store.Scope) (*store.Message, error
 	return m, nil
 }
 
+// loadMeta returns the message named by the {id} path parameter without
+// its bodies, for routes that need only its envelope.
+func (s *Server) loadMeta(r *http.Request, scope store.Scope) (*store.Message, error) {
+	id, err := idParam(r)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.st.GetMeta(r.Context(), id, scope)
+	if err != nil {
+		return nil, fmt.Errorf("load message %s: %w", id, err)
+	}
+	if m.Route != store.RouteCapture {
+		return nil, errMessageNotFound
+	}
+	return m, nil
+}
+
 // extract decodes raw, or answers an empty content when it cannot be read.
 func (s *Server) extract(id string, raw []byte) *summary.Content {
 	c, err := summary.Extract(raw)
@@ -344,7 +361,7 @@ type deletedAnswer struct {
 // v1DeleteMessage serves DELETE /api/v1/messages/{id}: the message leaves
 // every inbox.
 func (s *Server) v1DeleteMessage(w http.ResponseWriter, r *http.Request, scope store.Scope) error {
-	m, err := s.load(r, scope)
+	m, err := s.loadMeta(r, scope)
 	if err != nil {
 		return err
 	}
@@ -542,7 +559,7 @@ func (s *Server) v1Codes(w http.ResponseWriter, r *http.Request, scope store.Sco
 
 // v1Events serves GET /api/v1/messages/{id}/events.
 func (s *Server) v1Events(w http.ResponseWriter, r *http.Request, scope store.Scope) error {
-	m, err := s.load(r, scope)
+	m, err := s.loadMeta(r, scope)
 	if err != nil {
 		return err
 	}
@@ -597,7 +614,7 @@ func (s *Server) v1SetRead(w http.ResponseWriter, r *http.Request, scope store.S
 		}
 		inboxes = []string{addr}
 	} else {
-		m, err := s.load(r, scope)
+		m, err := s.loadMeta(r, scope)
 		if err != nil {
 			return err
 		}
