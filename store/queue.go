@@ -139,8 +139,15 @@ type Webhooks interface {
 	// returns how many it read, matching or not. The cursor of a webhook
 	// never seen before is before the first event.
 	EnqueueWebhookJobs(ctx context.Context, webhook string, types, logins []string, limit int, now time.Time) (int, error)
-	// ClaimWebhookJobs leases due jobs like ClaimDeliveries.
-	ClaimWebhookJobs(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*WebhookJob, error)
+	// ClaimWebhookJobs leases due jobs like ClaimDeliveries: up to limit
+	// jobs (queued or deferred, NextAttempt <= now, not leased or lease
+	// expired) to owner until now+lease, oldest NextAttempt first, then in
+	// creation order. With webhook != "" only that webhook's jobs are
+	// claimed, so that one endpoint's backlog never fills the claims of
+	// another; "" claims the jobs of every webhook. A webhook's jobs are
+	// created in event Seq order, so (unless the enqueuers' clock goes
+	// back) its first attempts are claimed in Seq order.
+	ClaimWebhookJobs(ctx context.Context, webhook, owner string, now time.Time, limit int, lease time.Duration) ([]*WebhookJob, error)
 	// CompleteWebhookJob records an attempt: state sent, deferred (with
 	// next), or failed. ErrLeaseLost if owner no longer holds the lease.
 	CompleteWebhookJob(ctx context.Context, id int64, owner string, state string, status int, errText string, next time.Time) error

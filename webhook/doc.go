@@ -62,20 +62,23 @@
 // the SMTP path: the worker runs in its own goroutines and only talks to
 // the store and the endpoints.
 //
-// Claims are oldest first across all endpoints (store.Webhooks has no
-// per-endpoint claim). A job claimed for an endpoint whose queue is full,
-// or whose lease would run out before its turn comes, stays leased but
-// unsent and is claimed again when the lease runs out (Config.Lease, 2 min
-// by default); meanwhile later claims reach past it to other endpoints'
-// jobs.
+// Each endpoint claims its own jobs (store.Webhooks.ClaimWebhookJobs for
+// one webhook), oldest first, only as many as its queue has room for, so
+// one endpoint's backlog never holds up another's jobs. Events of logins
+// or types an endpoint does not select get no job at all. A job whose
+// lease would run out before its turn comes (its endpoint slowed down) is
+// left unsent and claimed again when the lease runs out (Config.Lease, 2
+// min by default); a stopping worker hands its unsent jobs back at once.
+// Due jobs of webhooks that are no longer configured are failed, once a
+// minute.
 //
 // # Ordering
 //
 // While an endpoint answers 2xx, first attempts to it are made one at a
 // time in Seq order, so it receives events in the order they were committed
-// (the cursor fans out in Seq order and jobs are claimed oldest first);
-// its other senders carry retries only. Once an attempt fails, order is
-// lost anyway (the retry comes later), so until an attempt succeeds again
+// (the cursor fans out in Seq order and each endpoint's jobs are claimed
+// oldest first); its other senders carry retries only. Once an attempt
+// fails, order is lost anyway (the retry comes later), so until an attempt succeeds again
 // all its senders take first attempts too. A first attempt that waited for
 // a lease to run out (after a crash, or behind a backlog) also comes late.
 // The payload's "seq" and "timestamp" let receivers order events

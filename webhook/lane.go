@@ -77,17 +77,20 @@ func (l *lane) free() int {
 	return max(l.capacity()-len(l.held), 0)
 }
 
-// add queues a claimed job and reports whether the lane took it. A job it
-// already holds (claimed again after its lease ran out) gets the new lease.
-func (l *lane) add(j *store.WebhookJob, leaseUntil time.Time) bool {
+// add queues a job claimed for the lane. A job it already holds (claimed
+// again after its lease ran out) gets the new lease. The worker claims no
+// more than free allowed, so add does not check the capacity again (it
+// may have shrunk since): a job claimed for the lane is never left unsent
+// for want of room. A stopped lane leaves the job to Run's release.
+func (l *lane) add(j *store.WebhookJob, leaseUntil time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if h, ok := l.held[j.ID]; ok {
 		h.leaseUntil = leaseUntil
-		return true
+		return
 	}
-	if l.stopped || len(l.held) >= l.capacity() {
-		return false
+	if l.stopped {
+		return
 	}
 	h := &held{job: j, leaseUntil: leaseUntil}
 	l.held[j.ID] = h
@@ -101,7 +104,6 @@ func (l *lane) add(j *store.WebhookJob, leaseUntil time.Time) bool {
 		l.retries = append(l.retries, h)
 	}
 	l.cond.Broadcast()
-	return true
 }
 
 // take returns the next job for a sender, or nil once the lane stops. The

@@ -33,17 +33,17 @@ const (
 
 const (
 	// fanOutBatch is how many events one EnqueueWebhookJobs call reads;
-	// the worker takes turns between endpoints, so that the jobs of
-	// different endpoints interleave in the claim order.
+	// the worker takes turns between endpoints, so that no endpoint's
+	// fan-out waits for all of another's.
 	fanOutBatch = 128
 	claimBatch  = 256   // jobs per ClaimWebhookJobs call at most
 	maxHeld     = 10000 // jobs one endpoint holds at most
 	// initialLatency is the answer time assumed of an endpoint until it
 	// has answered: it sizes the first claims.
 	initialLatency = 100 * time.Millisecond
-	// maxIdleClaims is how many full claims in a row that found only jobs
-	// of full lanes one round makes before it waits for the next poll.
-	maxIdleClaims = 16
+	// orphanSweep is how often the worker looks for due jobs of webhooks
+	// that are no longer configured, to fail them.
+	orphanSweep = time.Minute
 	// leaseMargin is kept free at the end of a lease for reading the
 	// event and recording the outcome: a job whose lease has less than
 	// the HTTP timeout plus this left is not sent.
@@ -186,7 +186,12 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var swept time.Time
 	for ctx.Err() == nil {
+		if now := w.cfg.Now(); now.Sub(swept) >= orphanSweep || now.Before(swept) {
+			w.failOrphans(ctx, lanes, now)
+			swept = now
+		}
 		if w.round(ctx, lanes) {
 			continue // a full batch: there may be more due at once
 		}
@@ -292,8 +297,8 @@ func loginFilter(logins []string) []string {
 // reports whether it should run again at once.
 func (w *Worker) round(ctx context.Context, lanes map[string]*lane) bool {
 	now := w.cfg.Now()
-	pending := slices.Collect(maps.Keys(lanes))
-	slices.Sort(pending)
+	names := slices.Sorted(maps.Keys(lanes))
+	pending := slices.Clone(names)
 	for len(pending) > 0 {
 		more := pending[:0]
 		for _, name := range pending {
@@ -313,47 +318,53 @@ func (w *Worker) round(ctx context.Context, lanes map[string]*lane) bool {
 		pending = more
 	}
 
-	// Jobs are claimed oldest first across all endpoints. A job whose lane
-	// is full stays leased to this worker, unsent, until its lease runs
-	// out; the next claim then reaches further, so that one endpoint's
-	// backlog does not hide another endpoint's jobs.
-	for range maxIdleClaims {
-		free := 0
-		for _, l := range lanes {
-			free += l.free()
-		}
-		limit := min(free, claimBatch)
+	// Each endpoint claims its own jobs, oldest first, as many as its lane
+	// has room for: a full lane claims nothing, so one endpoint's backlog
+	// never leaves another endpoint's jobs leased and unsent.
+	leaseUntil := now.Add(w.cfg.Lease)
+	again := false
+	for _, name := range names {
+		l := lanes[name]
+		limit := min(l.free(), claimBatch)
 		if limit <= 0 {
-			return false // a lane wakes the loop when it has room again
+			continue // the lane wakes the loop when it has room again
 		}
-		jobs, err := w.st.ClaimWebhookJobs(ctx, w.cfg.Owner, now, limit, w.cfg.Lease)
+		jobs, err := w.st.ClaimWebhookJobs(ctx, name, w.cfg.Owner, now, limit, w.cfg.Lease)
 		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Error("claiming webhook jobs", zap.Error(err))
+			if ctx.Err() != nil {
+				return false
 			}
-			return false
+			w.log.Error("claiming webhook jobs", zap.String("webhook", name), zap.Error(err))
+			continue
 		}
-		leaseUntil := now.Add(w.cfg.Lease)
-		handled := 0
 		for _, j := range jobs {
-			l := lanes[j.Webhook]
-			switch {
-			case l == nil:
-				// The webhook left the policy: nothing will ever send this job.
-				w.finish(ctx, j, "failed", fmt.Sprintf("not sent: webhook %q is no longer configured", j.Webhook))
-				handled++
-			case l.add(j, leaseUntil):
-				handled++
-			}
+			l.add(j, leaseUntil)
 		}
-		if len(jobs) < limit {
-			return false // nothing more is due
-		}
-		if handled > 0 {
-			return true // go on after another fan-out
+		if len(jobs) == limit && l.free() > 0 {
+			again = true // more may be due, and there is room for them
 		}
 	}
-	return false
+	return again
+}
+
+// failOrphans fails the due jobs of webhooks that are no longer
+// configured: nothing would ever send them. It claims the oldest due jobs
+// of every webhook with a lease that runs out at once, so that the jobs of
+// configured endpoints among them stay free for their own claims (by this
+// worker or another), and fails the others.
+func (w *Worker) failOrphans(ctx context.Context, lanes map[string]*lane, now time.Time) {
+	jobs, err := w.st.ClaimWebhookJobs(ctx, "", w.cfg.Owner, now, claimBatch, 0)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Error("looking for jobs of removed webhooks", zap.Error(err))
+		}
+		return
+	}
+	for _, j := range jobs {
+		if lanes[j.Webhook] == nil {
+			w.finish(ctx, j, "failed", fmt.Sprintf("not sent: webhook %q is no longer configured", j.Webhook))
+		}
+	}
 }
 
 // finish records a job that is not sent at all.

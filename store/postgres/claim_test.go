@@ -180,7 +180,7 @@ func TestClaimWebhookJobsTwoInstances(t *testing.T) {
 		t.Fatalf("the instances consumed %d events, want %d", consumed, events)
 	}
 	claim := func(db *DB, owner string) ([]int64, error) {
-		jobs, err := db.ClaimWebhookJobs(ctx, owner, now, 4, time.Minute)
+		jobs, err := db.ClaimWebhookJobs(ctx, "", owner, now, 4, time.Minute)
 		ids := make([]int64, len(jobs))
 		for i, j := range jobs {
 			ids[i] = j.ID

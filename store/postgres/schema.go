@@ -143,6 +143,10 @@ CREATE INDEX webhook_jobs_due ON webhook_jobs (next_attempt, id) WHERE state IN 
 CREATE INDEX webhook_jobs_by_webhook ON webhook_jobs (webhook, id);
 CREATE INDEX webhook_jobs_by_owner ON webhook_jobs (lease_owner) WHERE lease_owner IS NOT NULL;
 `,
+		// 2: due webhook jobs by webhook, for the claims of one endpoint.
+		`
+CREATE INDEX webhook_jobs_due_by_webhook ON webhook_jobs (webhook, next_attempt, id) WHERE state IN ('queued', 'deferred');
+`,
 	}
 }
 

@@ -102,32 +102,41 @@ SELECT count(*) FROM ev`, webhook, after, limit, cleanAll(types), now, cleanAll(
 }
 
 // ClaimWebhookJobs leases up to limit due jobs (queued or deferred,
-// NextAttempt <= now, not leased or lease expired) to owner until
-// now+lease, oldest NextAttempt first, skipping rows another claimer holds.
-func (db *DB) ClaimWebhookJobs(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*store.WebhookJob, error) {
+// NextAttempt <= now, not leased or lease expired) of webhook, or of every
+// webhook when it is "", to owner until now+lease, oldest NextAttempt
+// first, then by ID, skipping rows another claimer holds.
+func (db *DB) ClaimWebhookJobs(ctx context.Context, webhook, owner string, now time.Time, limit int, lease time.Duration) ([]*store.WebhookJob, error) {
 	if err := db.usable("claim webhook jobs"); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
 		return []*store.WebhookJob{}, nil
 	}
+	// Two statements rather than "$5 = '' OR webhook = $5", so that each
+	// has a plan that walks its own index in claim order.
+	due := `SELECT id FROM webhook_jobs
+	WHERE state IN ('queued', 'deferred') AND next_attempt <= $1 AND (lease_until IS NULL OR lease_until <= $1)`
+	args := []any{now, limit, clean(owner), now.Add(lease)}
+	if webhook != "" {
+		due += ` AND webhook = $5`
+		args = append(args, clean(webhook))
+	}
 	rows, err := db.pool.Query(ctx, `
 WITH due AS (
-	SELECT id FROM webhook_jobs
-	WHERE state IN ('queued', 'deferred') AND next_attempt <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+	`+due+`
 	ORDER BY next_attempt, id
 	LIMIT $2
 	FOR UPDATE SKIP LOCKED
 )
 UPDATE webhook_jobs j SET lease_owner = $3, lease_until = $4
 FROM due WHERE j.id = due.id
-RETURNING `+jobColumns, now, limit, clean(owner), now.Add(lease))
+RETURNING `+jobColumns, args...)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: claim webhook jobs: %w", err)
+		return nil, fmt.Errorf("postgres: claim jobs of webhook %q: %w", webhook, err)
 	}
 	out, err := collectJobs(rows)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: claim webhook jobs: %w", err)
+		return nil, fmt.Errorf("postgres: claim jobs of webhook %q: %w", webhook, err)
 	}
 	slices.SortFunc(out, func(a, b *store.WebhookJob) int {
 		if c := a.NextAttempt.Compare(b.NextAttempt); c != 0 {

@@ -40,13 +40,18 @@ func scanDelivery(s scanner) (*store.Delivery, error) {
 }
 
 // claim leases up to limit due rows of table (deliveries or webhook_jobs)
-// to owner and returns their ids, oldest NextAttempt first.
-func (db *DB) claim(ctx context.Context, tx *sql.Tx, table, owner string, now time.Time, limit int, lease time.Duration) ([]int64, error) {
+// to owner and returns their ids, oldest NextAttempt first. webhook, for
+// webhook_jobs only, claims only that webhook's jobs when it is not "".
+func (db *DB) claim(ctx context.Context, tx *sql.Tx, table, webhook, owner string, now time.Time, limit int, lease time.Duration) ([]int64, error) {
 	if owner == "" {
 		return nil, errors.New("empty lease owner")
 	}
 	n := unixNano(now)
-	rows, err := db.txQuery(ctx, tx, claimDue(table), n, n, limit)
+	q, args := claimDue(table), []any{n, n, limit}
+	if webhook != "" {
+		q, args = claimDueOf, []any{webhook, n, n, limit}
+	}
+	rows, err := db.txQuery(ctx, tx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +87,7 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 	var out []*store.Delivery
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		out = []*store.Delivery{}
-		ids, err := db.claim(ctx, tx, "deliveries", owner, now, limit, lease)
+		ids, err := db.claim(ctx, tx, "deliveries", "", owner, now, limit, lease)
 		if err != nil {
 			return err
 		}

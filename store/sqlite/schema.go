@@ -166,6 +166,10 @@ SELECT m.seq, m.login, m.received,
 FROM messages m JOIN bodies b ON b.seq = m.seq
 WHERE m.route = 'capture';
 `,
+		// 4: due webhook jobs by webhook, for the claims of one endpoint.
+		`
+CREATE INDEX webhook_jobs_due_by_webhook ON webhook_jobs (webhook, next_attempt, id) WHERE state IN ('queued', 'deferred');
+`,
 	}
 }
 

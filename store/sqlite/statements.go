@@ -47,6 +47,12 @@ WHERE state IN ('queued', 'deferred') AND next_attempt <= ? AND (lease_owner = '
 ORDER BY next_attempt, id LIMIT ?`
 }
 
+// claimDueOf is claimDue for one webhook's jobs, served by the
+// webhook_jobs_due_by_webhook index.
+const claimDueOf = `SELECT id FROM webhook_jobs
+WHERE webhook = ? AND state IN ('queued', 'deferred') AND next_attempt <= ? AND (lease_owner = '' OR lease_until <= ?)
+ORDER BY next_attempt, id LIMIT ?`
+
 func setLease(table string) string {
 	return `UPDATE ` + table + ` SET lease_owner = ?, lease_until = ? WHERE id = ?`
 }
@@ -66,7 +72,7 @@ func queueStatements() []string {
 	out := []string{savepoint, rollbackSavepoint, releaseSavepoint, selectMessageOfEvent,
 		selectDelivery, selectDeliveryState, insertAttempt, updateDeliveryResult,
 		selectJob, selectCursor, selectNewEvents, insertJob, upsertCursor, completeJob,
-		selectInboxEntry, deleteInboxEntry, deleteOrphan, setRead}
+		selectInboxEntry, deleteInboxEntry, deleteOrphan, setRead, claimDueOf}
 	for _, table := range []string{"deliveries", "webhook_jobs"} {
 		out = append(out, claimDue(table), setLease(table), selectLease(table), releaseLeases(table))
 	}

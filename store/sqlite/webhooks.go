@@ -107,16 +107,16 @@ func set(list []string) map[string]bool {
 	return m
 }
 
-// ClaimWebhookJobs leases up to limit due jobs to owner until now+lease,
-// oldest NextAttempt first.
-func (db *DB) ClaimWebhookJobs(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*store.WebhookJob, error) {
+// ClaimWebhookJobs leases up to limit due jobs (of webhook only, unless it
+// is "") to owner until now+lease, oldest NextAttempt first, then by ID.
+func (db *DB) ClaimWebhookJobs(ctx context.Context, webhook, owner string, now time.Time, limit int, lease time.Duration) ([]*store.WebhookJob, error) {
 	if limit <= 0 {
 		return []*store.WebhookJob{}, nil
 	}
 	var out []*store.WebhookJob
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		out = []*store.WebhookJob{}
-		ids, err := db.claim(ctx, tx, "webhook_jobs", owner, now, limit, lease)
+		ids, err := db.claim(ctx, tx, "webhook_jobs", webhook, owner, now, limit, lease)
 		if err != nil {
 			return err
 		}
@@ -130,7 +130,7 @@ func (db *DB) ClaimWebhookJobs(ctx context.Context, owner string, now time.Time,
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: claim webhook jobs: %w", err)
+		return nil, fmt.Errorf("sqlite: claim jobs of webhook %q: %w", webhook, err)
 	}
 	return out, nil
 }

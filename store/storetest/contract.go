@@ -623,18 +623,18 @@ func testWebhookLeases(t *testing.T, h *harness) {
 		t.Errorf("another webhook lists %d jobs", len(jobs))
 	}
 
-	claimed, err := h.st.ClaimWebhookJobs(ctx, "a", now, 2, time.Minute)
+	claimed, err := h.st.ClaimWebhookJobs(ctx, "", "a", now, 2, time.Minute)
 	if err != nil || len(claimed) != 2 {
 		t.Fatalf("claim: %d (%v)", len(claimed), err)
 	}
 	if claimed[0].ID >= claimed[1].ID {
 		t.Errorf("claimed %d before %d: want the oldest first", claimed[0].ID, claimed[1].ID)
 	}
-	if got, err := h.st.ClaimWebhookJobs(ctx, "a", now.Add(-time.Second), 10, time.Minute); err != nil || len(got) != 0 {
+	if got, err := h.st.ClaimWebhookJobs(ctx, "", "a", now.Add(-time.Second), 10, time.Minute); err != nil || len(got) != 0 {
 		t.Errorf("jobs due at now claimed a second earlier: %d (%v)", len(got), err)
 	}
 	// After the lease, b takes one over; a's outcome is refused.
-	taken, err := h.st.ClaimWebhookJobs(ctx, "b", now.Add(2*time.Minute), 1, time.Minute)
+	taken, err := h.st.ClaimWebhookJobs(ctx, "", "b", now.Add(2*time.Minute), 1, time.Minute)
 	if err != nil || len(taken) != 1 || taken[0].ID != claimed[0].ID {
 		t.Fatalf("take over after the lease: %+v (%v), want job %d", taken, err, claimed[0].ID)
 	}
@@ -676,7 +676,7 @@ func testWebhookLeases(t *testing.T, h *harness) {
 
 func mustClaimJobs(t *testing.T, h *harness, owner string, now time.Time, limit int) []*store.WebhookJob {
 	t.Helper()
-	jobs, err := h.st.ClaimWebhookJobs(context.Background(), owner, now, limit, time.Minute)
+	jobs, err := h.st.ClaimWebhookJobs(context.Background(), "", owner, now, limit, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -894,7 +894,7 @@ func testClosedWrites(t *testing.T, h *harness) {
 	}
 	_, checks["ClaimDeliveries"] = st.ClaimDeliveries(ctx, "w", now, 1, time.Minute)
 	_, checks["EnqueueWebhookJobs"] = st.EnqueueWebhookJobs(ctx, "hook", nil, nil, 10, now)
-	_, checks["ClaimWebhookJobs"] = st.ClaimWebhookJobs(ctx, "w", now, 1, time.Minute)
+	_, checks["ClaimWebhookJobs"] = st.ClaimWebhookJobs(ctx, "", "w", now, 1, time.Minute)
 	_, checks["DeleteInbox"] = st.DeleteInbox(ctx, "c@example.org", all)
 	_, checks["Prune"] = st.Prune(ctx, store.Retention{Login: "alpha", MaxCount: 1}, now, 10)
 	for name, err := range checks {

@@ -97,6 +97,8 @@ func Run(t *testing.T, open Opener) {
 		{"WebhookJobLifecycle", testWebhookJobLifecycle},
 		{"ReleaseWebhookJobs", testReleaseWebhookJobs},
 		{"EnqueueWebhookJobsLoginFilter", testEnqueueLoginFilter},
+		{"ClaimWebhookJobsPerWebhook", testClaimPerWebhook},
+		{"ClaimWebhookJobsPerWebhookConcurrently", testClaimPerWebhookConcurrently},
 
 		// Capture
 		{"Search", testSearch},
