@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -61,8 +63,9 @@ type App struct {
 	httpLn net.Listener
 	// onEvents are called after events are committed outside a message's
 	// own transaction (opens, clicks).
-	onEvents []func()
-	workers  workers
+	onEvents      []func()
+	workers       workers
+	stopRetention context.CancelFunc
 }
 
 // state is the policy in force and what is built from it; it is swapped as
@@ -107,6 +110,12 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a.cur.Store(first)
 
+	a.onEvents = append(a.onEvents, func() { a.Committed(nil) })
+	a.web = web.New(webConfig(pol, a), st, keyResolver{a}, a.log.Named("http"))
+	if pub := pol.Tracking.PublicURL; pub != "" {
+		a.mountTracking(a.web, pub)
+	}
+
 	pcfg := proxyConfig(pol, a.cert)
 	for _, l := range pcfg.Listeners {
 		if l.Purpose == proxy.PurposeBounces {
@@ -119,11 +128,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	a.proxy = px
-	a.onEvents = append(a.onEvents, func() { a.Committed(nil) })
-	a.web = web.New(web.Config{}, st, keyResolver{a}, a.log.Named("http"))
-	if pub := pol.Tracking.PublicURL; pub != "" {
-		a.mountTracking(a.web, pub)
-	}
+
 	return a, nil
 }
 
@@ -238,6 +243,13 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("app: %w", err)
 	}
 	a.startWorkers(a.Policy())
+	rctx, cancel := context.WithCancel(context.Background())
+	a.stopRetention = cancel
+	go func() {
+		if err := a.web.RunRetention(rctx); err != nil && rctx.Err() == nil {
+			a.log.Error("retention stopped", zap.Error(err))
+		}
+	}()
 	if err := a.startRelay(a.cur.Load().relay); err != nil {
 		a.proxy.Shutdown(ctx)
 		return err
@@ -253,8 +265,11 @@ func (a *App) Start(ctx context.Context) error {
 			Handler:           a.web,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          zap.NewStdLog(a.log.Named("http")),
 		}
+		// Shutdown does not end long-lived streams (live updates, wait).
+		a.http.RegisterOnShutdown(a.web.Close)
 		go func() {
 			if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.log.Error("http server stopped", zap.Error(err))
@@ -320,6 +335,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if err := a.http.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if a.stopRetention != nil {
+		a.stopRetention()
 	}
 	a.stopWorkers()
 	a.stopRelay()
@@ -408,4 +426,32 @@ func (a *App) Addrs() Addrs {
 		out.HTTP = h.String()
 	}
 	return out
+}
+
+// webConfig is the HTTP server's configuration from the policy. Retention
+// rules are read from the policy in force at each pruning round.
+func webConfig(pol *policy.Policy, a *App) web.Config {
+	h := pol.Server.HTTP
+	cfg := web.Config{
+		UI:           h.UI,
+		OpenNetworks: h.OpenNetworks,
+		SecureCookie: strings.HasPrefix(h.PublicURL, "https://"),
+		Retention: func() []store.Retention {
+			cur := a.Policy()
+			var rules []store.Retention
+			for name, c := range cur.Credentials {
+				if c.Retention.MaxMessages > 0 || c.Retention.MaxAge > 0 {
+					rules = append(rules, store.Retention{Login: name, MaxCount: c.Retention.MaxMessages, MaxAge: c.Retention.MaxAge})
+				}
+			}
+			sort.Slice(rules, func(i, j int) bool { return rules[i].Login < rules[j].Login })
+			return rules
+		},
+	}
+	if pol.Server.Store.Driver == "postgres" {
+		// Other instances commit to the same database: look for their
+		// mail too, not only for this process's commits.
+		cfg.StorePoll = 10 * time.Second
+	}
+	return cfg
 }

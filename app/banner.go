@@ -26,7 +26,11 @@ func (a *App) writeBanner(w io.Writer) {
 	api := ""
 	if h := a.HTTPAddr(); h != nil {
 		api = "http://" + hostPort(h)
-		fmt.Fprintf(w, "  HTTP            %s\n", api)
+		fmt.Fprintf(w, "  HTTP            %s", api)
+		if pol.Server.HTTP.UI {
+			fmt.Fprintf(w, "  (web UI at %s/, JSON API under /api/v1 and Mailsac's /api)", api)
+		}
+		fmt.Fprintln(w)
 	}
 	if a.dev == nil {
 		return

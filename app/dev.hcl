@@ -18,6 +18,10 @@ server {
   http {
     address    = env("SMTPGATE_HTTP_ADDR")
     public_url = env("SMTPGATE_PUBLIC_URL")
+    # The web UI is open to this machine without a key; others sign in
+    # with the dev API key.
+    ui            = true
+    open_networks = ["127.0.0.0/8", "::1/128"]
   }
   store {
     driver = "sqlite"

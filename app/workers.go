@@ -53,6 +53,9 @@ func (a *App) Committed(msg *store.Message) {
 	if rw != nil && msg != nil && len(msg.Deliveries) > 0 {
 		rw.Notify()
 	}
+	if msg != nil && a.web != nil {
+		a.web.Committed(msg)
+	}
 }
 
 // startRelay starts the relay worker when the policy has relays.
