@@ -30,6 +30,10 @@ type ackedMessage struct {
 // markerLine ends every body the crash test writes.
 func markerLine(token string) string { return "END-OF-MESSAGE " + token }
 
+// crashMessageID is the Message-ID (without angle brackets) of the message
+// with token.
+func crashMessageID(token string) string { return token + "@crash.e2e.test" }
+
 // crashBody is a few KB of text that ends with the marker line.
 func crashBody(token string) string {
 	var b strings.Builder
@@ -108,7 +112,7 @@ func loadAndKill(t *testing.T, in *instance, round int) []ackedMessage {
 				default:
 				}
 				token := fmt.Sprintf("r%d-c%02d-m%05d", round, c, i)
-				msg := composeMessage("crash@app1.test", rcpt, "crash "+token, crashBody(token))
+				msg := composeMessageID("crash@app1.test", rcpt, "crash "+token, crashBody(token), crashMessageID(token))
 				id, err := sendVia(cl, "crash@app1.test", []string{rcpt}, msg)
 				if err != nil {
 					failed("round %d conn %d: message %d refused before the kill: %v", round, c, i, err)

@@ -2,8 +2,10 @@
 // driven by real clients and peers (Python smtplib, Node nodemailer, swaks, a
 // private Postfix instance, go-smtp), with the mail read back through the
 // Mailsac-compatible capture API. It also kills the process under load to
-// prove that acknowledged mail survives, reloads the policy with SIGHUP, and
-// runs the embedded dev default exactly as its banner says.
+// prove that acknowledged mail survives (captured, or relayed to a receiving
+// MTA in the test at least once, with no delivery left stuck after the
+// restart), reloads the policy with SIGHUP, and runs the embedded dev
+// default exactly as its banner says.
 //
 // The package has no code outside its tests. Run it with
 //

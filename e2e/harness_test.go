@@ -532,13 +532,19 @@ func subjectOf(raw []byte) (string, error) {
 // composeMessage builds a small RFC 5322 message with CRLF line endings; to
 // is one address or a comma-separated list.
 func composeMessage(from, to, subject, body string) []byte {
+	return composeMessageID(from, to, subject, body, fmt.Sprintf("%d@go.e2e.test", time.Now().UnixNano()))
+}
+
+// composeMessageID is composeMessage with the given Message-ID (without the
+// angle brackets).
+func composeMessageID(from, to, subject, body, msgID string) []byte {
 	var b strings.Builder
 	var tos []string
 	for _, a := range strings.Split(to, ",") {
 		tos = append(tos, "<"+strings.TrimSpace(a)+">")
 	}
 	fmt.Fprintf(&b, "From: <%s>\r\nTo: %s\r\nSubject: %s\r\n", from, strings.Join(tos, ", "), subject)
-	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <%d@go.e2e.test>\r\n", time.Now().Format(time.RFC1123Z), time.Now().UnixNano())
+	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <%s>\r\n", time.Now().Format(time.RFC1123Z), msgID)
 	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
 	b.WriteString(strings.ReplaceAll(strings.TrimRight(body, "\n"), "\n", "\r\n"))
 	b.WriteString("\r\n")

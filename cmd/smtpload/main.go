@@ -40,6 +40,7 @@ type config struct {
 	jsonOut  bool
 	devData  string
 	rcptSpan int
+	bodyFile string
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.IntVar(&c.conns, "c", 50, "concurrent connections")
 	flag.IntVar(&c.perConn, "k", 10, "messages per connection")
 	flag.IntVar(&c.size, "size", 5120, "message size in bytes")
+	flag.StringVar(&c.bodyFile, "body", "", "send FILE after the standard headers instead of a -size text body: its own header lines (Content-Type, ...), a blank line, the body; LF line endings become CRLF")
 	flag.DurationVar(&c.timeout, "timeout", 2*time.Minute, "give up after this long")
 	flag.BoolVar(&c.jsonOut, "json", false, "print the result as JSON")
 	flag.Parse()
@@ -122,6 +124,13 @@ func run(ctx context.Context, c config) (result, error) {
 		return result{}, errors.New("-n, -c and -k must be positive")
 	}
 	body := makeBody(c.size)
+	if c.bodyFile != "" {
+		b, err := readBody(c.bodyFile)
+		if err != nil {
+			return result{}, err
+		}
+		body, c.size = b, len(b)
+	}
 	var (
 		next     atomic.Int64 // message numbers handed out
 		sent     atomic.Int64
@@ -238,6 +247,29 @@ func sendOne(cl *smtp.Client, c config, num int64, body []byte) error {
 	}
 	_, err = w.CloseWithResponse()
 	return err
+}
+
+// readBody reads the -body file: the header lines after the standard ones,
+// a blank line and the body, with every line ending made CRLF.
+func readBody(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-body: %w", err)
+	}
+	s := strings.ReplaceAll(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n", "\r\n")
+	head, _, ok := strings.Cut("\r\n"+s, "\r\n\r\n")
+	if !ok {
+		return nil, fmt.Errorf("-body %s: no blank line between its header lines and the body", path)
+	}
+	for _, l := range strings.Split(head, "\r\n")[1:] {
+		if name, _, ok := strings.Cut(l, ":"); l[0] != ' ' && l[0] != '\t' && (!ok || name == "" || strings.ContainsAny(name, " \t<")) {
+			return nil, fmt.Errorf("-body %s: %q is not a header line (the file starts with header lines such as Content-Type, then a blank line)", path, l)
+		}
+	}
+	if !strings.HasSuffix(s, "\r\n") {
+		s += "\r\n"
+	}
+	return []byte(s), nil
 }
 
 // makeBody returns a header tail and body of about size bytes, in 76-byte
