@@ -133,6 +133,13 @@ func (a *App) startWorkers(pol *policy.Policy) {
 			cancel()
 			return
 		}
+		// The previous generation has stopped: jobs still leased under this
+		// instance's id belong to a run that died.
+		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := a.store.ReleaseWebhookJobs(rctx, "webhook-"+owner); err != nil {
+			a.log.Warn("releasing the previous run's webhook jobs", zap.Error(err))
+		}
+		rcancel()
 		wh = webhook.New(webhook.Config{Endpoints: eps, MessageInfo: webhook.StoreInfo(a.store), Owner: "webhook-" + owner},
 			a.store, a.log.Named("webhook"))
 		gen.wg.Add(1)
