@@ -277,6 +277,9 @@ server {
     tls     = "starttls"
     purpose = "bounces"
   }
+  http {
+    address = "127.0.0.1:0"
+  }
 }
 tracking {
   secret        = "0123456789abcdef0123456789abcdef"

@@ -148,7 +148,13 @@ func TestKilledWorkerLeaseExpires(t *testing.T) {
 	if n := entered.Load(); n != 2 {
 		t.Errorf("DATA started %d times, want 2 (the killed worker's, the survivor's)", n)
 	}
-	if n := srv.Accepted("x@r.test"); n != 1 {
-		t.Errorf("receiver accepted the message %d times, want 1", n)
+	// The survivor's delivery was accepted. The killed worker's one may
+	// have been too: when the child had already written the whole message
+	// before it died, the receiver still reads it from its socket buffer
+	// after release and accepts it. That is the at-least-once window (a 250
+	// the worker never got to record), which is why the delivery was sent
+	// again; never zero, at most those two.
+	if n := srv.Accepted("x@r.test"); n < 1 || n > 2 {
+		t.Errorf("receiver accepted the message %d times, want 1 or 2", n)
 	}
 }
