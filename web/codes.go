@@ -23,9 +23,12 @@ type apiCode struct {
 
 // apiLink is a link found in a message with the text it is written under.
 type apiLink struct {
-	URL    string `json:"url"`
+	URL    string `json:"url"`    // as delivered (a tracking redirect when click tracking ran)
 	Text   string `json:"text"`   // the link text ("" for a bare URL in the text body)
 	Source string `json:"source"` // html or text
+	// OriginalURL is the link's URL in the message as submitted, when the
+	// features changed the message and the link could be matched.
+	OriginalURL string `json:"original_url,omitempty"`
 }
 
 // Limits of code extraction.
@@ -254,10 +257,11 @@ func contextOf(text string, start, end int) string {
 	return strings.Join(strings.Fields(text[from:to]), " ")
 }
 
-// linksOf returns the links of a message: every <a href> of the HTML body
+// collectLinks returns the links of a message from the anchors of its
+// HTML body and the links of its Summary: every <a href> of the HTML body
 // with its text, then the URLs that only the text body has.
-func linksOf(c *summary.Content, summaryLinks []string) []apiLink {
-	out := htmlLinks(c.HTML)
+func collectLinks(as []apiLink, summaryLinks []string) []apiLink {
+	out := httpLinks(as)
 	seen := make(map[string]bool, len(out))
 	for _, l := range out {
 		seen[l.URL] = true
@@ -271,29 +275,203 @@ func linksOf(c *summary.Content, summaryLinks []string) []apiLink {
 	return out
 }
 
-// htmlLinks lists the http(s) links of an HTML document with their text
-// (an image's alt text when the link has no text), each distinct pair once.
-func htmlLinks(src string) []apiLink {
-	out := []apiLink{}
-	if src == "" {
+// linksOf returns the links of a message whose content is c: every <a
+// href> of the HTML body with its text, then the URLs that only the text
+// body has (from summaryLinks). With orig, the content of the message as
+// submitted, each link gets its OriginalURL.
+//
+// The content features only rewrite the href of an <a> and the URLs of a
+// text body, in place; they never add or remove a link (the open pixel is
+// an <img>). So the n-th <a href> of the delivered HTML body was the n-th
+// of the submitted one, and the n-th URL of the delivered text body the
+// n-th of the submitted text: links are matched by position. A body whose
+// count of links differs between the two (which the features never cause)
+// leaves its links without OriginalURL rather than guess.
+func linksOf(c *summary.Content, summaryLinks []string, orig *summary.Content) []apiLink {
+	as := anchors(c.HTML)
+	out := collectLinks(as, summaryLinks)
+	if orig == nil {
 		return out
+	}
+	byURL := map[string]map[string]string{
+		"html": alignLinks(hrefs(as), hrefs(anchors(orig.HTML))),
+		"text": alignLinks(textURLs(c.Text), textURLs(orig.Text)),
+	}
+	other := map[string]string{"html": "text", "text": "html"}
+	for i := range out {
+		l := &out[i]
+		if u, ok := byURL[l.Source][l.URL]; ok {
+			l.OriginalURL = u
+		} else if u, ok := byURL[other[l.Source]][l.URL]; ok {
+			// A text-body entry whose URL the HTML body also has.
+			l.OriginalURL = u
+		}
+	}
+	return out
+}
+
+// alignLinks maps each delivered URL to the submitted URL at the same
+// position, "+notrack" schemes made plain as the tracker makes them; nil
+// when the lists differ in length. A URL found at several positions keeps
+// its first match.
+func alignLinks(delivered, submitted []string) map[string]string {
+	if len(delivered) != len(submitted) {
+		return nil
+	}
+	out := make(map[string]string, len(delivered))
+	for i, u := range delivered {
+		if _, dup := out[u]; dup {
+			continue
+		}
+		o := submitted[i]
+		if plain, ok := notrackPlain(o); ok {
+			o = plain
+		}
+		out[u] = o
+	}
+	return out
+}
+
+// hrefs returns the URLs of links.
+func hrefs(links []apiLink) []string {
+	out := make([]string, len(links))
+	for i, l := range links {
+		out[i] = l.URL
+	}
+	return out
+}
+
+// notrackPlain turns Postal's per-link opt-out spellings "http+notrack://"
+// and "https+notrack://" (any case) into the plain scheme, as the click
+// tracker does.
+func notrackPlain(u string) (string, bool) {
+	for _, s := range [...]string{"http", "https"} {
+		p := s + "+notrack://"
+		if len(u) >= len(p) && strings.EqualFold(u[:len(p)], p) {
+			return s + "://" + u[len(p):], true
+		}
+	}
+	return "", false
+}
+
+// textURLs lists the URLs of a text body in order, duplicates included,
+// found as the click tracker finds the URLs it rewrites in text: a scheme
+// (http, https, http+notrack, https+notrack; any case) not glued to a
+// preceding letter, digit, '+', '-' or '.', then "://" and everything up
+// to white space, a control character, invalid UTF-8, '<', '>' or '"',
+// less trailing . , ; : ! ? ' * and unbalanced ')' or ']'.
+func textURLs(text string) []string {
+	var out []string
+	i := 0
+	for i < len(text) {
+		k := strings.Index(text[i:], "://")
+		if k < 0 {
+			break
+		}
+		k += i
+		start := k
+		for start > i && isSchemeByte(text[start-1]) {
+			start--
+		}
+		if !isTextScheme(text[start:k]) {
+			i = k + 3
+			continue
+		}
+		end := textURLEnd(text, start, k+3)
+		out = append(out, text[start:end])
+		i = end
+	}
+	return out
+}
+
+func isSchemeByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'
+}
+
+func isTextScheme(s string) bool {
+	for _, v := range [...]string{"http", "https", "http+notrack", "https+notrack"} {
+		if strings.EqualFold(s, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// textURLEnd returns the end of the URL of text that starts at start and
+// whose authority starts at from.
+func textURLEnd(text string, start, from int) int {
+	e := from
+	for e < len(text) {
+		c := text[e]
+		if c < utf8.RuneSelf {
+			if c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '"' {
+				break
+			}
+			e++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(text[e:])
+		if r == utf8.RuneError && size == 1 || unicode.IsSpace(r) || unicode.IsControl(r) {
+			break
+		}
+		e += size
+	}
+	for e > from {
+		switch text[e-1] {
+		case '.', ',', ';', ':', '!', '?', '\'', '*':
+			e--
+			continue
+		case ')':
+			if strings.Count(text[start:e], "(") < strings.Count(text[start:e], ")") {
+				e--
+				continue
+			}
+		case ']':
+			if strings.Count(text[start:e], "[") < strings.Count(text[start:e], "]") {
+				e--
+				continue
+			}
+		}
+		break
+	}
+	return e
+}
+
+// httpLinks keeps the http(s) links of anchors, each distinct pair of URL
+// and text once.
+func httpLinks(as []apiLink) []apiLink {
+	out := []apiLink{}
+	seen := map[apiLink]bool{}
+	for _, l := range as {
+		lower := strings.ToLower(l.URL)
+		if !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
+			continue
+		}
+		if !seen[l] {
+			seen[l] = true
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// anchors lists every <a href> of an HTML document in document order, any
+// scheme, with its text, duplicates included.
+func anchors(src string) []apiLink {
+	if src == "" {
+		return nil
 	}
 	doc, err := html.Parse(strings.NewReader(src))
 	if err != nil {
-		return out
+		return nil
 	}
-	seen := map[apiLink]bool{}
+	var out []apiLink
 	for n := range doc.Descendants() {
 		if n.Type != html.ElementNode || n.DataAtom != atom.A {
 			continue
 		}
 		href, ok := attrValue(n, "href")
 		if !ok {
-			continue
-		}
-		href = stripURLSpace(href)
-		lower := strings.ToLower(href)
-		if !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
 			continue
 		}
 		var b strings.Builder
@@ -306,11 +484,7 @@ func htmlLinks(src string) []apiLink {
 			}
 			text = text[:cut] + "…"
 		}
-		l := apiLink{URL: href, Text: text, Source: "html"}
-		if !seen[l] {
-			seen[l] = true
-			out = append(out, l)
-		}
+		out = append(out, apiLink{URL: stripURLSpace(href), Text: text, Source: "html"})
 	}
 	return out
 }

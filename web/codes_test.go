@@ -60,7 +60,7 @@ func TestLinksOf(t *testing.T) {
 	address</a> or <a href=" https://app.example/help ">help</a> <a href="javascript:alert(1)">x</a>
 	<a href="https://app.example/logo"><img src="cid:x" alt="Acme logo"></a> <a href="#top">top</a>
 	<a href="https://app.example/help">help</a></p>`}
-	got := linksOf(c, []string{"https://app.example/confirm?a=1&b=2", "https://text-only.example/x"})
+	got := linksOf(c, []string{"https://app.example/confirm?a=1&b=2", "https://text-only.example/x"}, nil)
 	want := []apiLink{
 		{URL: "https://app.example/confirm?a=1&b=2", Text: "Confirm your address", Source: "html"},
 		{URL: "https://app.example/help", Text: "help", Source: "html"},

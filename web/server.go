@@ -38,7 +38,11 @@
 // links, processing record, events and the diff between the message as
 // submitted and as delivered, one-time codes, inboxes, tags, a long-polling
 // wait for the next matching message, and a Server-Sent Events stream of
-// committed messages. The UI (Config.UI) is served at / from files
+// committed messages. For relayed mail it has the delivery queue (list with
+// each recipient's state, one delivery with its attempts, retry now,
+// cancel; 409 when the delivery's state forbids the change) and each
+// webhook's delivery history. Listings hold captured mail only; a relayed
+// message opens by its id. The UI (Config.UI) is served at / from files
 // embedded in the binary.
 //
 // The Server is also the gateway's notifier: Committed wakes waiting and
@@ -246,6 +250,12 @@ func (s *Server) register() {
 	api("GET /api/v1/inboxes", s.v1Inboxes)
 	api("DELETE /api/v1/inboxes/{email}", s.v1DeleteInbox)
 	api("GET /api/v1/tags", s.v1Tags)
+	api("GET /api/v1/messages/{id}/deliveries", s.v1MessageDeliveries)
+	api("GET /api/v1/queue", s.v1Queue)
+	api("GET /api/v1/queue/{id}", s.v1Delivery)
+	api("POST /api/v1/queue/{id}/retry", s.v1Retry)
+	api("POST /api/v1/queue/{id}/cancel", s.v1Cancel)
+	api("GET /api/v1/webhooks/{name}/deliveries", s.v1WebhookDeliveries)
 	s.handle("GET /api/v1/wait", s.streaming(s.v1Wait))
 	s.handle("GET /api/v1/events/stream", s.streaming(s.v1Stream))
 

@@ -30,6 +30,7 @@ type apiMessage struct {
 	ID          string            `json:"id"`
 	Seq         int64             `json:"seq"`
 	Login       string            `json:"login"`
+	Route       string            `json:"route"`           // "capture", or the relay it was sent through
 	Inbox       string            `json:"inbox,omitempty"` // set when listed from one inbox
 	Read        *bool             `json:"read,omitempty"`  // set when listed from one inbox
 	MailFrom    string            `json:"mail_from"`
@@ -82,12 +83,13 @@ type apiMessageDetail struct {
 
 // apiURLs are the routes with the message's content.
 type apiURLs struct {
-	Raw      string `json:"raw"`
-	Original string `json:"original"`
-	HTML     string `json:"html"`
-	Text     string `json:"text"`
-	Diff     string `json:"diff"`
-	Codes    string `json:"codes"`
+	Raw        string `json:"raw"`
+	Original   string `json:"original"`
+	HTML       string `json:"html"`
+	Text       string `json:"text"`
+	Diff       string `json:"diff"`
+	Codes      string `json:"codes"`
+	Deliveries string `json:"deliveries"`
 }
 
 // messagePath is the API path of message id.
@@ -97,7 +99,7 @@ func messagePath(id string) string { return "/api/v1/messages/" + id }
 func newAPIMessage(m *store.Message) apiMessage {
 	s := &m.Summary
 	out := apiMessage{
-		ID: m.ID, Seq: m.Seq, Login: m.Login, MailFrom: m.MailFrom, Recipients: nonNil(m.Recipients),
+		ID: m.ID, Seq: m.Seq, Login: m.Login, Route: m.Route, MailFrom: m.MailFrom, Recipients: nonNil(m.Recipients),
 		From: nonNil(s.From), To: nonNil(s.To), Cc: nonNil(s.Cc), ReplyTo: nonNil(s.ReplyTo),
 		Subject: s.Subject, MessageID: s.MessageID, Received: m.Received.UTC(), Size: m.Size,
 		Attachments: make([]apiAttachment, 0, len(s.Attachments)), Tags: nonNil(m.Tags),
@@ -258,7 +260,10 @@ func (s *Server) v1Messages(w http.ResponseWriter, r *http.Request, scope store.
 	return nil
 }
 
-// load returns the message named by the {id} path parameter, with Raw.
+// load returns the message named by the {id} path parameter, with Raw. It
+// may be captured or relayed: listings and inboxes hold captured mail only,
+// but a message id in scope opens either (a relayed message's view shows
+// its deliveries).
 func (s *Server) load(r *http.Request, scope store.Scope) (*store.Message, error) {
 	id, err := idParam(r)
 	if err != nil {
@@ -267,11 +272,6 @@ func (s *Server) load(r *http.Request, scope store.Scope) (*store.Message, error
 	m, err := s.st.Get(r.Context(), id, scope)
 	if err != nil {
 		return nil, fmt.Errorf("load message %s: %w", id, err)
-	}
-	if m.Route != store.RouteCapture {
-		// The capture API shows captured mail only; a relayed message is
-		// the relay API's business.
-		return nil, errMessageNotFound
 	}
 	return m, nil
 }
@@ -287,10 +287,16 @@ func (s *Server) loadMeta(r *http.Request, scope store.Scope) (*store.Message, e
 	if err != nil {
 		return nil, fmt.Errorf("load message %s: %w", id, err)
 	}
-	if m.Route != store.RouteCapture {
-		return nil, errMessageNotFound
-	}
 	return m, nil
+}
+
+// captured refuses a change that only captured mail takes (a relayed
+// message is in no inbox) with 409.
+func captured(m *store.Message) error {
+	if m.Route != store.RouteCapture {
+		return errorf(http.StatusConflict, fmt.Sprintf("message %s was relayed through %q, not captured: it is in no inbox", m.ID, m.Route))
+	}
+	return nil
 }
 
 // extract decodes raw, or answers an empty content when it cannot be read.
@@ -323,10 +329,10 @@ func (s *Server) v1Message(w http.ResponseWriter, r *http.Request, scope store.S
 		apiMessage: newAPIMessage(m),
 		RemoteIP:   m.RemoteIP, Helo: m.Helo, TLS: m.TLS, ReturnPath: m.ReturnPath,
 		Metadata: m.Metadata, Text: readableText(c), HTML: c.HTML, Headers: headerList(c.Headers),
-		Links: linksOf(c, m.Summary.Links), Codes: findCodes(m.Summary.Subject, c),
+		Links: s.links(m, c), Codes: findCodes(m.Summary.Subject, c),
 		Processing: m.Processing, Events: []*store.Event{}, HasOriginal: m.Original != nil,
 		URLs: apiURLs{Raw: base + "/raw", Original: base + "/original", HTML: base + "/html", Text: base + "/text",
-			Diff: base + "/diff", Codes: base + "/codes"},
+			Diff: base + "/diff", Codes: base + "/codes", Deliveries: base + "/deliveries"},
 	}
 	if out.Metadata == nil {
 		out.Metadata = map[string]string{}
@@ -363,6 +369,9 @@ type deletedAnswer struct {
 func (s *Server) v1DeleteMessage(w http.ResponseWriter, r *http.Request, scope store.Scope) error {
 	m, err := s.loadMeta(r, scope)
 	if err != nil {
+		return err
+	}
+	if err := captured(m); err != nil {
 		return err
 	}
 	out := deletedAnswer{ID: m.ID, Inboxes: []string{}}
@@ -530,8 +539,18 @@ func (s *Server) v1Links(w http.ResponseWriter, r *http.Request, scope store.Sco
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Links []apiLink `json:"links"`
-	}{linksOf(s.extract(m.ID, m.Raw), m.Summary.Links)})
+	}{s.links(m, s.extract(m.ID, m.Raw))})
 	return nil
+}
+
+// links returns the links of m, whose content is c, each with its URL in
+// the message as submitted when the features changed the message.
+func (s *Server) links(m *store.Message, c *summary.Content) []apiLink {
+	var orig *summary.Content
+	if m.Original != nil {
+		orig = s.extract(m.ID, m.Original)
+	}
+	return linksOf(c, m.Summary.Links, orig)
 }
 
 // codesAnswer is the answer of GET /api/v1/messages/{id}/codes.
@@ -549,7 +568,7 @@ func (s *Server) v1Codes(w http.ResponseWriter, r *http.Request, scope store.Sco
 		return err
 	}
 	c := s.extract(m.ID, m.Raw)
-	out := codesAnswer{Codes: findCodes(m.Summary.Subject, c), Links: linksOf(c, m.Summary.Links)}
+	out := codesAnswer{Codes: findCodes(m.Summary.Subject, c), Links: s.links(m, c)}
 	if len(out.Codes) > 0 {
 		out.Code = out.Codes[0].Code
 	}
@@ -616,6 +635,9 @@ func (s *Server) v1SetRead(w http.ResponseWriter, r *http.Request, scope store.S
 	} else {
 		m, err := s.loadMeta(r, scope)
 		if err != nil {
+			return err
+		}
+		if err := captured(m); err != nil {
 			return err
 		}
 		inboxes = store.Inboxes(m.Recipients)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -200,8 +201,8 @@ func TestV1Message(t *testing.T) {
 	if i := slices.IndexFunc(d.Headers, func(h headerField) bool { return h.Name == "Subject" }); i < 0 || d.Headers[i].Value != "Your order has shipped" {
 		t.Errorf("headers %+v", d.Headers)
 	}
-	wantLinks := []apiLink{{URL: "https://t.example.com/c/AbC123", Text: "Track your parcel", Source: "html"},
-		{URL: "https://t.example.com/c/DeF456", Source: "text"}}
+	wantLinks := []apiLink{{URL: "https://t.example.com/c/AbC123", Text: "Track your parcel", Source: "html", OriginalURL: "https://shop.example/track/4471"},
+		{URL: "https://t.example.com/c/DeF456", Source: "text", OriginalURL: "https://shop.example/track/4471"}}
 	if !slices.Equal(d.Links, wantLinks) {
 		t.Errorf("links %+v, want %+v", d.Links, wantLinks)
 	}
@@ -220,9 +221,12 @@ func TestV1Message(t *testing.T) {
 	if d.HasOriginal || d.HTML != "" || !strings.HasPrefix(d.Text, "Line one <not a tag> & more.") || len(d.Codes) != 0 {
 		t.Errorf("plain message: %+v", d)
 	}
-	// Relayed mail is not the capture API's.
+	// Relayed mail is never listed, but opens by its id, with its route.
 	relayed := f.capture(&store.Message{Login: "alice", Route: "smarthost", Recipients: []string{"x@example.com"}, Raw: readMessage(t, "plain.eml")})
-	wantError(t, f.do("GET", "/api/v1/messages/"+relayed.ID, keyAdmin), 404)
+	if d := decode[apiMessageDetail](t, f.do("GET", "/api/v1/messages/"+relayed.ID, keyAdmin)); d.Route != "smarthost" || d.Subject != "Plain text only" {
+		t.Errorf("relayed message: %+v", d)
+	}
+	wantError(t, f.do("GET", "/api/v1/messages/"+relayed.ID, keyBob), 404)
 }
 
 func TestV1ContentRoutes(t *testing.T) {
@@ -444,12 +448,15 @@ func TestV1ReadDeleteInboxesTags(t *testing.T) {
 	wantError(t, f.do("DELETE", "/api/v1/inboxes/not-an-address", keyAlice), 400)
 }
 
-// TestV1Isolation walks every /api/v1 route that names a message: another
-// login's key gets exactly the answer of a missing id.
+// TestV1Isolation walks every /api/v1 route that names a message or a
+// delivery: another login's key gets exactly the answer of a missing id,
+// for captured and relayed mail.
 func TestV1Isolation(t *testing.T) {
 	f := newFixture(t, nil)
 	a := f.plainMessage("alice", "welcome.eml", t0, "shared@example.com")
-	missing := store.NewID(t0)
+	r := f.relayed("alice", "welcome.eml", t0, "far@relay.example")
+	delivery := strconv.FormatInt(r.Deliveries[0].ID, 10)
+	missing, missingDelivery := store.NewID(t0), "999999"
 	n := 0
 	for _, pattern := range f.srv.Routes() {
 		method, path, _ := strings.Cut(pattern, " ")
@@ -460,29 +467,42 @@ func TestV1Isolation(t *testing.T) {
 		target := func(id string) string {
 			return strings.NewReplacer("{id}", id, "{index}", "0").Replace(path)
 		}
+		// The ids of Alice's that the route may name, and a missing one.
+		ids, absent := []string{a.ID, r.ID}, missing
+		if strings.HasPrefix(path, "/api/v1/queue/") {
+			ids, absent = []string{delivery}, missingDelivery
+		}
 		t.Run(pattern, func(t *testing.T) {
-			want := f.do(method, target(missing), keyBob)
+			want := f.do(method, target(absent), keyBob)
 			wantBody := want.Body.String()
 			wantError(t, want, 404)
-			for _, key := range []string{keyBob, keyNone} {
-				got := f.do(method, target(a.ID), key)
-				if got.Code != 404 || got.Body.String() != wantBody {
-					t.Errorf("key %s: %d %s, want %s", key, got.Code, got.Body, wantBody)
+			for _, id := range ids {
+				for _, key := range []string{keyBob, keyNone} {
+					got := f.do(method, target(id), key)
+					if got.Code != 404 || got.Body.String() != wantBody {
+						t.Errorf("%s, key %s: %d %s, want %s", id, key, got.Code, got.Body, wantBody)
+					}
 				}
-			}
-			if method == "GET" {
-				if rec := f.do(method, target(a.ID), keyAlice); rec.Code != 200 {
-					t.Errorf("owner: %d %s", rec.Code, rec.Body)
+				if method == "GET" {
+					if rec := f.do(method, target(id), keyAlice); rec.Code != 200 {
+						t.Errorf("%s, owner: %d %s", id, rec.Code, rec.Body)
+					}
 				}
 			}
 		})
 	}
-	if n < 12 {
-		t.Errorf("only %d message routes found", n)
+	if n < 17 {
+		t.Errorf("only %d message and delivery routes found", n)
+	}
+	// Alice's delivery is as it was.
+	if d := decode[apiDelivery](t, f.do("GET", "/api/v1/queue/"+delivery, keyAlice)); d.State != "queued" || d.Attempts != 0 {
+		t.Errorf("Alice's delivery after Bob's attempts: %+v", d)
 	}
 	// Listings and the other routes show nothing of Alice's to Bob.
-	for _, path := range []string{"/api/v1/messages", "/api/v1/messages?inbox=shared@example.com", "/api/v1/inboxes", "/api/v1/tags"} {
-		if body := f.do("GET", path, keyBob).Body.String(); strings.Contains(body, "shared@example.com") || strings.Contains(body, a.ID) {
+	for _, path := range []string{"/api/v1/messages", "/api/v1/messages?inbox=shared@example.com", "/api/v1/inboxes", "/api/v1/tags",
+		"/api/v1/queue", "/api/v1/queue?state=all", "/api/v1/queue?state=all&message_id=" + r.ID} {
+		if body := f.do("GET", path, keyBob).Body.String(); strings.Contains(body, "shared@example.com") || strings.Contains(body, a.ID) ||
+			strings.Contains(body, r.ID) {
 			t.Errorf("%s shows Alice's mail to Bob: %s", path, body)
 		}
 	}
