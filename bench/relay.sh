@@ -61,6 +61,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'echo "relay.sh: line $LINENO failed (exit $?)" >&2' ERR
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -119,26 +120,50 @@ EOF
 
 sink_count() { python3 -c 'import re,sys; m=re.findall(rb"mesg=(\d+)", open(sys.argv[1],"rb").read()[-256:]); print(int(m[-1]) if m else 0)' "$tmp/sink.out"; }
 
+# cpu_seconds PID...: the CPU time (user + system) of these processes and of
+# their children that exited and were reaped (Postfix's master reaps its
+# daemons, so their time stays counted).
+cpu_seconds() {
+  python3 - "$@" <<'EOF'
+import os, sys
+tick, total = os.sysconf("SC_CLK_TCK"), 0
+for pid in sys.argv[1:]:
+    try:
+        f = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    total += sum(int(x) for x in f[11:15]) # utime stime cutime cstime
+print("%.2f" % (total / tick))
+EOF
+}
+
+# sut_pids: the processes of the system under test.
+sut_pids() { if [ -n "$pf_master" ]; then echo "$pf_master" $(postfix_pids); else echo "$gate_pid"; fi; }
+
 # measure NAME ADDR SMTPLOAD-ARGS...: warm up with $warm messages and wait
-# for them, then send N and time the deliveries. Writes $out/relay-NAME.json.
+# for them, then send N and time the deliveries, and the CPU time the
+# system under test spent meanwhile. Writes $out/relay-NAME.json.
 measure() {
   local name=$1 addr=$2; shift 2
-  local base t0 load_rc
+  local base t0 load_rc cpu0 cpu1
   base=$(sink_count)
   bin/smtpload -addr "$addr" "$@" -n "$warm" -c 50 -k 10 -body "$body" -json >/dev/null
   watch "$base" "$warm" "$(date +%s.%N)" /dev/null >"$tmp/warm.json"
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["complete"] else "relay.sh: warm-up not delivered: %s" % r)' "$tmp/warm.json"
   base=$(sink_count)
+  cpu0=$(cpu_seconds $(sut_pids))
   t0=$(date +%s.%N)
   bin/smtpload -addr "$addr" "$@" -n "$n" -c 50 -k 10 -body "$body" -json -timeout "${deliver_timeout}s" >"$tmp/$name.load.json" &
   load_pid=$!
   watch "$base" "$n" "$t0" "$out/relay-$name.series" >"$tmp/$name.deliver.json"
+  cpu1=$(cpu_seconds $(sut_pids))
   load_rc=0; wait "$load_pid" || load_rc=$?; load_pid=
   sleep 1 # anything more than N is a duplicate delivery
-  python3 - "$tmp/$name.load.json" "$tmp/$name.deliver.json" "$(($(sink_count) - base))" "$load_rc" "$out/relay-$name.json" <<'EOF'
+  python3 - "$tmp/$name.load.json" "$tmp/$name.deliver.json" "$(($(sink_count) - base))" "$load_rc" "$out/relay-$name.json" "$cpu0" "$cpu1" <<'EOF'
 import json, sys
 load, deliver = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-r = {"load": load, "deliver": deliver, "sink_count_after_1s": int(sys.argv[3]), "smtpload_exit": int(sys.argv[4])}
+r = {"load": load, "deliver": deliver, "sink_count_after_1s": int(sys.argv[3]), "smtpload_exit": int(sys.argv[4]),
+     "cpu_seconds": float(sys.argv[7]) - float(sys.argv[6])}
 json.dump(r, open(sys.argv[5], "w"), indent=1)
 EOF
 }
@@ -166,6 +191,7 @@ for f in "$tmp"/dump/m.*; do
 done
 echo "ok: $(ls "$tmp/dump" | wc -l) messages, each signed, 15 links tracked, open pixel"
 
+echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (the figures depend on what else runs)"
 echo "== smtpgate: $n x $(wc -c <"$body") B HTML, 50 connections x 10, STARTTLS + AUTH; relay concurrency $BENCH_RELAY_CONCURRENCY"
 measure smtpgate "$gate_addr" -user bench -pass bench-password
 kill -INT "$gate_pid"; wait "$gate_pid" || true; gate_pid=
@@ -209,6 +235,9 @@ row("accepted msgs/s (smtpload)", lambda r: "%.0f" % r["load"]["msgs_per_sec"])
 row("  accept latency p50/p99 (ms)", lambda r: "%.1f / %.1f" % (r["load"]["p50_ms"], r["load"]["p99_ms"]))
 row("  errors", lambda r: "%d" % r["load"]["errors"])
 row("delivered after +1 s (want N)", lambda r: "%d" % r["sink_count_after_1s"])
+row("CPU s of the MTA until the N-th", lambda r: "%.1f" % r["cpu_seconds"])
+row("  CPU ms per delivered message", lambda r: "%.2f" % (1000 * r["cpu_seconds"] / max(r["deliver"]["delivered"], 1)))
+row("  cores busy (CPU s / wall s)", lambda r: "%.2f" % (r["cpu_seconds"] / r["deliver"]["seconds"]))
 g = rs[0][1]
 rate = g["deliver"]["delivered"] / g["deliver"]["seconds"]
 ok = g["deliver"]["complete"] and g["load"]["errors"] == 0 and g["sink_count_after_1s"] == n and rate >= 2000

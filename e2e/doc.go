@@ -1,7 +1,8 @@
 // Package e2e holds smtpgate's end-to-end tests: the real binary, built once,
 // driven by real clients and peers (Python smtplib, Node nodemailer, swaks, a
-// private Postfix instance, go-smtp), with the mail read back through the
-// Mailsac-compatible capture API. It also kills the process under load to
+// private Postfix instance in front of smtpgate or receiving its relayed
+// mail, go-smtp), with the mail read back through the Mailsac-compatible
+// capture API. It also kills the process under load to
 // prove that acknowledged mail survives (captured, or relayed to a receiving
 // MTA in the test at least once, with no delivery left stuck after the
 // restart), reloads the policy with SIGHUP, and runs the embedded dev

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/pem"
@@ -32,6 +33,13 @@ type postfixConf struct {
 	User        string // SASL login at smtpgate
 	Password    string
 	Fingerprint string // SHA-256 of smtpgate's certificate, AB:CD:...
+
+	// Templates is the directory under testdata with main.cf.tmpl and
+	// master.cf.tmpl; default "postfix" (the relayhost in front of
+	// smtpgate). "postfix-mx" receives mail for dest.test into a Maildir
+	// below Dir/mail, owned by MailUID:MailGID.
+	Templates        string
+	MailUID, MailGID string
 }
 
 // postfixInstance is a private Postfix: its own config, queue and data
@@ -101,7 +109,7 @@ func startPostfix(t testing.TB, conf postfixConf) *postfixInstance {
 		}
 	}
 	for _, name := range []string{"main.cf", "master.cf"} {
-		tmpl, err := template.ParseFiles(filepath.Join("testdata", "postfix", name+".tmpl"))
+		tmpl, err := template.ParseFiles(filepath.Join("testdata", cmp.Or(conf.Templates, "postfix"), name+".tmpl"))
 		if err != nil {
 			t.Fatal(err)
 		}
