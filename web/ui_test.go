@@ -199,6 +199,9 @@ func TestUIBrowser(t *testing.T) {
 	b.until("raw view", `(document.getElementById("raw-body")||{}).textContent?.includes("Message-ID: <ship-1@shop.example>")`)
 	b.key("6")
 	b.until("links view", `(document.getElementById("links-table")||{}).textContent?.includes("Track your parcel")`)
+	if orig := eval[string](b, `document.querySelector("#links-table .original-url")?.textContent || ""`); orig != "→ https://shop.example/track/4471" {
+		t.Errorf("links view: original URL %q", orig)
+	}
 	b.key("7")
 	b.until("changes view", `document.getElementById("diff-html") !== null`)
 	added := eval[string](b, `[...document.querySelectorAll("#diff-html .add")].map(e => e.textContent).join("\n")`)
@@ -284,6 +287,55 @@ func TestUIBrowser(t *testing.T) {
 	b.screenshot("help")
 	b.key(kb.Escape)
 	b.until("help closed", `document.getElementById("help").hidden`)
+
+	// A relayed message: never listed, but it opens by its id, with a
+	// Delivery view of its deliveries and their attempts, Retry and Cancel.
+	rel := f.relayed("alice", "tracked.eml", t0.Add(20*time.Minute), "ann@example.net", "bo@example.org")
+	deferred, sent := rel.Deliveries[0].ID, rel.Deliveries[1].ID
+	f.attempt(deferred, t0.Add(21*time.Minute), store.Outcome{
+		Attempt: store.Attempt{Host: "mx1.example.net:25", Reply: "451 4.7.1 greylisted, try again in 5 minutes", Duration: 840 * time.Millisecond},
+		State:   store.DeliveryDeferred, NextAttempt: t0.Add(30 * 24 * time.Hour),
+	})
+	f.attempt(sent, t0.Add(21*time.Minute), store.Outcome{
+		Attempt:    store.Attempt{Host: "mx.example.org:25", Reply: "250 2.0.0 Ok: queued as 4FQ2", Duration: 310 * time.Millisecond},
+		Recipients: []store.RecipientDelivery{{Address: "bo@example.org", Index: 1, State: store.RecipientSent, Reply: "250 2.0.0 Ok: queued as 4FQ2"}},
+		State:      store.DeliverySent,
+	})
+	card := func(id int64) string { return fmt.Sprintf("#delivery-%d", id) }
+	b.do("open relayed", chromedp.Navigate(b.base+"/#m="+rel.ID))
+	b.until("the relayed message", `document.getElementById("m-subject").textContent === "Your order has shipped" && document.getElementById("tab-delivery") !== null`)
+	if hidden := eval[bool](b, `document.getElementById("m-delete").hidden && document.getElementById("m-unread").hidden`); !hidden {
+		t.Error("a relayed message offers Delete and Mark unread")
+	}
+	b.do("focus panel", chromedp.Focus(chromedp.ID("tab-panel")))
+	b.key("9")
+	b.until("the deliveries", `document.querySelectorAll("#deliveries .delivery").length === 2`)
+	text := eval[string](b, `document.querySelector("`+card(deferred)+`").textContent`)
+	for _, want := range []string{"example.net", "deferred", "1 attempt", "mx1.example.net:25", "451 4.7.1 greylisted", "840 ms", "Retry now", "Cancel", "ann@example.net", "pending"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("deferred delivery card lacks %q: %s", want, text)
+		}
+	}
+	if n := eval[int](b, `document.querySelectorAll("`+card(sent)+` button").length`); n != 0 {
+		t.Errorf("the sent delivery offers %d actions", n)
+	}
+	b.screenshot("delivery")
+	retried := time.Now()
+	b.do("retry", chromedp.Click(chromedp.CSS(card(deferred)+" .retry")))
+	b.until("retried", `document.getElementById("toast").textContent.includes("due now")`)
+	ds, err := f.st.Deliveries(context.Background(), store.DeliveryQuery{Scope: store.Scope{All: true}, MessageID: rel.ID})
+	if err != nil || len(ds) != 2 || ds[0].NextAttempt.Before(retried.Add(-time.Second)) || ds[0].NextAttempt.After(time.Now()) {
+		t.Errorf("after Retry now: %+v %v", ds, err)
+	}
+	b.do("cancel", chromedp.Click(chromedp.CSS(card(deferred)+" .cancel")))
+	b.until("armed", `document.querySelector("`+card(deferred)+` .cancel").dataset.armed === "true"`)
+	b.do("confirm cancel", chromedp.Click(chromedp.CSS(card(deferred)+" .cancel")))
+	b.until("cancelled", `document.querySelector("`+card(deferred)+`").dataset.state === "cancelled" && document.querySelectorAll("`+card(deferred)+` button").length === 0`)
+	b.screenshot("delivery-cancelled")
+	ds, err = f.st.Deliveries(context.Background(), store.DeliveryQuery{Scope: store.Scope{All: true}, MessageID: rel.ID})
+	if err != nil || ds[0].State != store.DeliveryCancelled || ds[0].Recipients[0].State != store.RecipientFailed || ds[1].State != store.DeliverySent {
+		t.Errorf("after Cancel: %+v %v", ds, err)
+	}
 
 	// Phone width: one pane at a time.
 	b.do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),

@@ -63,6 +63,9 @@ export const text = (id) => api("/api/v1/messages/" + encodeURIComponent(id) + "
 export const deleteMessage = (id) => api("/api/v1/messages/" + encodeURIComponent(id), { method: "DELETE" });
 export const deleteInbox = (inbox) => api("/api/v1/inboxes/" + encodeURIComponent(inbox), { method: "DELETE" });
 export const markRead = (id, read) => api("/api/v1/messages/" + encodeURIComponent(id) + "/read", { method: read ? "PUT" : "DELETE" });
+export const deliveries = (id) => api("/api/v1/messages/" + encodeURIComponent(id) + "/deliveries");
+export const retryDelivery = (id) => api("/api/v1/queue/" + encodeURIComponent(id) + "/retry", { method: "POST" });
+export const cancelDelivery = (id) => api("/api/v1/queue/" + encodeURIComponent(id) + "/cancel", { method: "POST" });
 
 /**
  * Follows the live stream of captured mail; onMessage gets each message,

@@ -86,6 +86,11 @@ async function onRoute() {
   if (r.m && (!state.open || state.open.id !== r.m)) {
     const i = state.items.findIndex((m) => m.id === r.m);
     if (i >= 0) select(i);
+    else {
+      // Not in the list (a relayed message, or an older one): select nothing.
+      state.sel = -1;
+      highlight();
+    }
     await openMessage(r.m);
   } else if (!r.m && state.open) {
     closeMessage();
@@ -239,7 +244,18 @@ const TABS = [
   { id: "links", label: "Links", n: (d) => d.links.length },
   { id: "changes", label: "Changes", n: (d) => (d.has_original ? "✓" : "") },
   { id: "events", label: "Events", n: (d) => d.events.length },
+  { id: "delivery", label: "Delivery", relayed: true },
 ];
+
+/** The views of message d: Delivery only for relayed mail. */
+function tabsOf(d) {
+  return TABS.filter((t) => !t.relayed || relayed(d));
+}
+
+/** Whether message d was relayed rather than captured. */
+function relayed(d) {
+  return d.route && d.route !== "capture";
+}
 
 async function openMessage(id) {
   let d;
@@ -284,6 +300,7 @@ function renderHead(d) {
     ["Cc", addresses(d.cc)],
     ["Envelope", `${d.mail_from || "<>"} → ${d.recipients.join(", ")}`],
     ["Received", `${longTime(d.received)} · ${size(d.size)} · login ${d.login}${d.tls ? " · TLS" : ""}`],
+    ["Relayed", relayed(d) ? `through ${d.route}: see Delivery` : ""],
   ];
   fill($("m-meta"), rows.filter((r) => r[1]).map(([k, v]) => [h("dt", null, k), h("dd", null, v)]));
   const badges = [];
@@ -303,11 +320,14 @@ function renderHead(d) {
     chip.hidden = false;
   } else chip.hidden = true;
   $("m-download").href = d.urls.raw + "?download=1";
+  // A relayed message is in no inbox: nothing to mark or delete there.
+  $("m-unread").hidden = relayed(d);
+  $("m-delete").hidden = relayed(d);
 }
 
 function renderTabs() {
   const d = state.open;
-  fill($("tabs"), TABS.map((t, i) => {
+  fill($("tabs"), tabsOf(d).map((t, i) => {
     const n = t.n ? t.n(d) : "";
     return h("button", {
       type: "button", role: "tab", id: "tab-" + t.id, "aria-selected": state.tab === t.id ? "true" : "false",
@@ -337,6 +357,7 @@ async function renderTab() {
     links: () => linksView(d),
     changes: () => changesView(d),
     events: () => eventsView(d),
+    delivery: () => deliveryView(d),
   }[state.tab];
   fill(panel, h("div.empty", null, "Loading…"));
   const id = d.id;
@@ -400,7 +421,9 @@ function linksView(d) {
   else {
     out.push(h("table.grid", { id: "links-table" }, h("thead", null, h("tr", null, h("th", null, "Text"), h("th", null, "URL"), h("th", null, "Part"))),
       h("tbody", null, d.links.map((l) => h("tr", null, h("td", null, l.text || "—"),
-        h("td", null, h("a", { href: l.url, target: "_blank", rel: "noopener noreferrer nofollow" }, l.url)), h("td", null, l.source))))));
+        h("td", null, h("a", { href: l.url, target: "_blank", rel: "noopener noreferrer nofollow" }, l.url),
+          l.original_url && l.original_url !== l.url ? h("div.muted.original-url", { title: "the link as submitted" }, "→ " + l.original_url) : null),
+        h("td", null, l.source))))));
   }
   return out;
 }
@@ -451,6 +474,84 @@ function eventsView(d) {
   return h("table.grid", { id: "events-table" }, h("thead", null, h("tr", null, ["Time", "Event", "Recipient", "Details"].map((t) => h("th", null, t)))),
     h("tbody", null, d.events.map((e) => h("tr", null, h("td", null, longTime(e.time)), h("td", null, h("strong", null, e.type)), h("td", null, e.recipient || ""),
       h("td", null, [e.detail, e.url, e.reply, e.ip && "from " + e.ip, e.user_agent].filter(Boolean).join(" · "))))));
+}
+
+async function deliveryView(d) {
+  let res;
+  try {
+    res = await API.deliveries(d.id);
+  } catch (e) {
+    failed(e);
+    return h("div.empty", null, "Cannot load the deliveries.");
+  }
+  if (!res.deliveries.length) return h("div.empty", null, "No deliveries.");
+  return h("div.deliveries", { id: "deliveries" }, res.deliveries.map(deliveryCard));
+}
+
+const STATE_CLASS = { queued: "st-wait", deferred: "st-wait", sent: "st-ok", bounced: "st-bad", failed: "st-bad", cancelled: "st-off" };
+
+/** One delivery: its state, recipients, attempts, and the actions it allows. */
+function deliveryCard(dl) {
+  const facts = [`via ${dl.route}`, `${dl.attempts} attempt${dl.attempts === 1 ? "" : "s"}`];
+  if (dl.next_attempt) facts.push("next attempt " + longTime(dl.next_attempt));
+  if (dl.can_retry) facts.push("expires " + longTime(dl.expires));
+  const actions = [];
+  if (dl.can_retry) {
+    actions.push(h("button.ghost.btn-small.retry", { type: "button", onclick: (e) => changeDelivery(e.currentTarget, dl, "retry") }, icon("refresh", true), "Retry now"));
+  }
+  if (dl.can_cancel) {
+    // Two clicks: the first arms the button for a few seconds.
+    actions.push(h("button.ghost.btn-small.danger.cancel", { type: "button", onclick: (e) => armCancel(e.currentTarget, dl) }, "Cancel"));
+  }
+  const attempts = dl.attempt_log || [];
+  return h("section.delivery", { id: "delivery-" + dl.id, dataset: { state: dl.state } },
+    h("div.delivery-head", null,
+      h("strong", null, dl.domain || "every recipient"),
+      h("span", { class: "pill state " + (STATE_CLASS[dl.state] || "") }, dl.state),
+      h("span.muted", null, facts.join(" · ")),
+      h("span.spacer"),
+      actions),
+    dl.last_reply ? h("p.last-reply", null, h("span.muted", null, "Last reply "), h("code", null, dl.last_reply)) : null,
+    h("table.grid.recipients", null, h("thead", null, h("tr", null, ["Recipient", "State", "Reply"].map((t) => h("th", null, t)))),
+      h("tbody", null, dl.recipients.map((r) => h("tr", null, h("td", null, r.address), h("td", { class: STATE_CLASS[r.state] || "" }, r.state), h("td", null, r.reply || ""))))),
+    attempts.length
+      ? h("table.grid.attempts", null, h("thead", null, h("tr", null, ["Attempt", "Host", "Reply", "Took"].map((t) => h("th", null, t)))),
+        h("tbody", null, attempts.map((a) => h("tr", null, h("td.nowrap", null, longTime(a.time)), h("td.nowrap", null, a.host || "—"), h("td", null, a.reply),
+          h("td.nowrap", null, a.duration_ms < 1000 ? Math.round(a.duration_ms) + " ms" : (a.duration_ms / 1000).toFixed(1) + " s")))))
+      : h("p.muted", null, "No attempt yet."),
+  );
+}
+
+function armCancel(btn, dl) {
+  if (btn.dataset.armed === "true") {
+    changeDelivery(btn, dl, "cancel");
+    return;
+  }
+  btn.dataset.armed = "true";
+  btn.textContent = "Really cancel?";
+  setTimeout(() => {
+    if (btn.isConnected && btn.dataset.armed === "true") {
+      btn.dataset.armed = "false";
+      btn.textContent = "Cancel";
+    }
+  }, 4000);
+}
+
+/** Retries or cancels a delivery and shows it as the server then has it. */
+async function changeDelivery(btn, dl, action) {
+  btn.disabled = true;
+  let now;
+  try {
+    now = await (action === "retry" ? API.retryDelivery(dl.id) : API.cancelDelivery(dl.id));
+  } catch (e) {
+    failed(e);
+    if (e.status === 409 || e.status === 404) renderTab(); // the state moved on: show it
+    else btn.disabled = false;
+    return;
+  }
+  const card = $("delivery-" + dl.id);
+  if (card) card.replaceWith(deliveryCard(now));
+  toast(action === "retry" ? `Delivery to ${dl.domain || "every recipient"} is due now` : `Delivery to ${dl.domain || "every recipient"} cancelled`);
 }
 
 // ---------------------------------------------------------------- actions
@@ -594,9 +695,10 @@ function onKey(e) {
     return;
   }
   const n = Number(k);
-  if (state.open && n >= 1 && n <= TABS.length) {
+  const tabs = state.open ? tabsOf(state.open) : [];
+  if (n >= 1 && n <= tabs.length) {
     e.preventDefault();
-    showTab(TABS[n - 1].id);
+    showTab(tabs[n - 1].id);
   }
 }
 
