@@ -500,3 +500,24 @@ func TestAlignLinks(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkV1Codes measures GET /api/v1/messages/{id}/codes on a tracked
+// message, whose links are matched against the message as submitted, and on
+// the same message stored without its original.
+func BenchmarkV1Codes(b *testing.B) {
+	f := newFixture(b, nil)
+	tracked := readMessage(b, "tracked.eml")
+	for _, bc := range []struct {
+		name     string
+		original []byte
+	}{{"original", readMessage(b, "tracked-original.eml")}, {"no-original", nil}} {
+		m := f.capture(&store.Message{Login: "alice", Recipients: []string{"ann@example.com"}, Raw: tracked, Original: bc.original})
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if rec := f.do("GET", "/api/v1/messages/"+m.ID+"/codes", keyAlice); rec.Code != 200 {
+					b.Fatalf("codes: %d", rec.Code)
+				}
+			}
+		})
+	}
+}
