@@ -266,3 +266,29 @@ func BenchmarkVerifyBcrypt(b *testing.B) {
 		}
 	}
 }
+
+// Concurrent first logins with the same credentials share one verification.
+func TestAuthenticateConcurrentShareOneVerification(t *testing.T) {
+	p := loadTest(t, "testdata/good/full.hcl")
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := p.Authenticate(context.Background(), "webapp", "webapp-password")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := p.verified.Load(); v >= n/2 {
+		t.Fatalf("%d concurrent logins ran %d hash verifications; want them to share", n, v)
+	}
+}

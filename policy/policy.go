@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/smtpgate/smtpgate/features"
 	"github.com/smtpgate/smtpgate/store"
@@ -125,8 +126,9 @@ type Policy struct {
 	Warnings hcl.Diagnostics
 
 	auth     *authCache
-	dummy    *parsedHash  // verified for unknown users
-	verified atomic.Int64 // real hash verifications, for tests
+	inflight singleflight.Group // concurrent verifications of one (user, password) share one hash
+	dummy    *parsedHash        // verified for unknown users
+	verified atomic.Int64       // real hash verifications, for tests
 	now      func() time.Time
 }
 
