@@ -86,24 +86,3 @@ func TestRefusesNewerSchema(t *testing.T) {
 		t.Fatal("Open accepted schema version 999")
 	}
 }
-
-// A new database gets 16 KiB pages (one page per typical body); WAL mode
-// stays on.
-func TestNewDatabasePageSize(t *testing.T) {
-	db, err := Open(context.Background(), t.TempDir(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var ps int
-	var mode string
-	if err := db.wdb.QueryRow("PRAGMA page_size").Scan(&ps); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.wdb.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
-		t.Fatal(err)
-	}
-	if ps != pageSize || mode != "wal" {
-		t.Fatalf("page_size %d journal_mode %s, want %d wal", ps, mode, pageSize)
-	}
-}
