@@ -59,6 +59,24 @@ type buckets struct {
 	universal          []selRef
 }
 
+// newBuckets files the inlinable members of the style rules, leaving out
+// those whose flags say to keep them.
+func newBuckets(rules []rule, flags []uint8) buckets {
+	bs := buckets{ids: map[string][]selRef{}, classes: map[string][]selRef{}, tags: map[string][]selRef{}}
+	for ri := range rules {
+		r := &rules[ri]
+		if r.kind != styleRule || r.verbatim {
+			continue
+		}
+		for mi, m := range r.members {
+			if m.class == memberInline && (flags == nil || flags[m.index]&flagKeep == 0) {
+				bs.add(m.bucket, selRef{ri, mi})
+			}
+		}
+	}
+	return bs
+}
+
 // add files ref under b.
 func (bs *buckets) add(b bucket, ref selRef) {
 	var m map[string][]selRef
@@ -91,32 +109,25 @@ type cascadeState struct {
 // resolves the cascade with the element's style attribute and records the
 // rewritten style attributes as edits.
 func (d *document) cascade() {
-	bs := buckets{ids: map[string][]selRef{}, classes: map[string][]selRef{}, tags: map[string][]selRef{}}
-	for ri := range d.rules {
-		r := &d.rules[ri]
-		if r.kind != styleRule || r.verbatim {
-			continue
-		}
-		for mi := range r.members {
-			if r.members[mi].class == memberInline {
-				bs.add(r.members[mi].bucket, selRef{ri, mi})
-			}
-		}
+	bs := &d.set.buckets
+	if d.keepSome {
+		b := newBuckets(d.rules, d.flags)
+		bs = &b
 	}
 	st := cascadeState{}
 	for _, e := range d.elems {
-		d.matchElement(&bs, &st, e.n)
+		d.matchElement(bs, &st, e.n)
 		if len(st.matched) == 0 {
 			continue
 		}
 		if e.tag < 0 {
 			for _, m := range st.matched {
-				d.rules[m.rule].members[m.member].blocked = true
+				d.flags[d.rules[m.rule].members[m.member].index] |= flagBlocked
 			}
 			continue
 		}
 		for _, m := range st.matched {
-			d.rules[m.rule].members[m.member].used = true
+			d.flags[d.rules[m.rule].members[m.member].index] |= flagUsed
 		}
 		d.resolve(&st, e)
 	}
@@ -240,7 +251,7 @@ func (d *document) resolve(st *cascadeState, e elem) {
 	// The winner of each property, then every declaration of that
 	// property from the winner's own block and level (fallbacks such as
 	// "width:100%; width:-webkit-fill-available" survive), in cascade order.
-	for len(st.winners) < len(d.p.names) {
+	for len(st.winners) < d.p.nameCount() {
 		st.winners = append(st.winners, -1)
 	}
 	for i, en := range st.entries {

@@ -90,8 +90,9 @@ type member struct {
 	sel        cascadia.Sel // for memberInline
 	spec       cascadia.Specificity
 	bucket     bucket
-	used       bool // matched at least one element that received its declarations
-	blocked    bool // matched an element without a start tag of its own
+	// index numbers the members of all the rules of a sheetSet, for the
+	// per-document flags (document.flags).
+	index int
 }
 
 // isTrivia reports whether tt is white space or a comment.
@@ -118,21 +119,31 @@ type cssParser struct {
 	toks   []tok
 	stack  []css.TokenType
 	quirks bool // the document is in quirks mode: lower-case class and id selectors
-	names  map[string]int
+	// base interns the property names of the compiled sheets (shared and
+	// read-only); names those of the declarations parsed since, numbered
+	// after them.
+	base  map[string]int
+	names map[string]int
 }
 
 // intern returns the small integer standing for the property name.
 func (p *cssParser) intern(name string) int {
+	if id, ok := p.base[name]; ok {
+		return id
+	}
 	id, ok := p.names[name]
 	if !ok {
 		if p.names == nil {
 			p.names = map[string]int{}
 		}
-		id = len(p.names)
+		id = len(p.base) + len(p.names)
 		p.names[name] = id
 	}
 	return id
 }
+
+// nameCount returns the number of interned property names.
+func (p *cssParser) nameCount() int { return len(p.base) + len(p.names) }
 
 // skipBlock returns the index after the token that closes the block opened
 // by t[i], and whether it was closed before hi (CSS Syntax "consume a simple

@@ -28,12 +28,27 @@ type document struct {
 	costly bool
 	// quirks: the document renders in quirks mode, where class and id
 	// selectors ignore ASCII case.
-	quirks   bool
-	sheets   []sheet
-	rules    []rule
+	quirks bool
+	sheets []sheet
+	// set is the compiled form of the sheets, maybe shared with other
+	// documents: read only. rules is set.rules.
+	set   *sheetSet
+	rules []rule
+	// flags holds what this document learnt about each member of the
+	// rules, by member.index.
+	flags []uint8
+	// keepSome: some flags have flagKeep.
+	keepSome bool
 	tagEdits []edit
 	p        cssParser
 }
+
+// Per-document flags of a selector member.
+const (
+	flagUsed    uint8 = 1 << iota // matched at least one element that received its declarations
+	flagBlocked                   // matched an element without a start tag of its own
+	flagKeep                      // too costly to evaluate on this document: kept in <style>
+)
 
 // elem is one rendered element of the parse tree.
 type elem struct {
@@ -133,8 +148,10 @@ func (d *document) bind(n *html.Node) int {
 	return idx
 }
 
-// loadSheets parses the <style> elements that take part in inlining.
-func (d *document) loadSheets() {
+// loadSheets finds the <style> elements that take part in inlining and
+// gets their compiled rules from in.
+func (d *document) loadSheets(in *Inliner) {
+	var texts [][]byte
 	for si, s := range d.scan.styles {
 		n := d.scan.tags[s.tag].node
 		if s.revealed || n == nil || n.Namespace != "" || n.Data != "style" || !d.processable(n) {
@@ -142,19 +159,27 @@ func (d *document) loadSheets() {
 		}
 		text := d.src[s.textStart:s.textEnd]
 		d.sheets = append(d.sheets, sheet{style: si, text: text})
-		d.rules = d.p.parseSheet(text, len(d.sheets)-1, d.rules)
+		texts = append(texts, text)
 	}
+	if len(texts) == 0 {
+		return
+	}
+	d.set = in.sheetSet(texts, d.quirks)
+	d.rules = d.set.rules
+	d.p.base = d.set.names
+	d.flags = make([]uint8, d.set.members)
 	if len(d.elems) > manyLimit {
 		d.costly = true
 	}
+	if !d.costly {
+		return
+	}
 	for i := range d.rules {
 		r := &d.rules[i]
-		r.order = i
-		if d.costly {
-			for j := range r.members {
-				if r.members[j].class == memberInline && isCostly(d.sheets[r.sheet].text[r.members[j].start:r.members[j].end]) {
-					r.members[j].class = memberKeep
-				}
+		for _, m := range r.members {
+			if m.class == memberInline && isCostly(d.sheets[r.sheet].text[m.start:m.end]) {
+				d.flags[m.index] |= flagKeep
+				d.keepSome = true
 			}
 		}
 	}

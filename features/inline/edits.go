@@ -55,7 +55,7 @@ func (d *document) styleEdits(keep bool) []edit {
 			if !all {
 				all = true
 				for _, m := range r.members {
-					if removable(m) {
+					if d.removable(m) {
 						some = true
 					} else {
 						all = false
@@ -71,7 +71,7 @@ func (d *document) styleEdits(keep bool) []edit {
 				out = append(out, text[pos:r.preludeStart]...)
 				first := true
 				for _, m := range r.members {
-					if removable(m) {
+					if d.removable(m) {
 						continue
 					}
 					if !first {
@@ -106,8 +106,8 @@ func (d *document) styleEdits(keep bool) []edit {
 // removable reports whether a selector was fully inlined: it could be
 // evaluated, matched at least one element, and every element it matched
 // received its declarations.
-func removable(m member) bool {
-	return m.class == memberInline && m.used && !m.blocked
+func (d *document) removable(m member) bool {
+	return m.class == memberInline && d.flags[m.index]&(flagUsed|flagBlocked|flagKeep) == flagUsed
 }
 
 // cutSpan widens the span [a,b) of a removed rule: to its whole line when

@@ -92,12 +92,19 @@ type Options struct {
 	// MaxInputBytes bounds the size of the HTML accepted by Inline; zero
 	// or negative means DefaultMaxInputBytes.
 	MaxInputBytes int
+	// SheetCache is the number of distinct sets of style sheets whose
+	// parsed and compiled rules the Inliner keeps, so that messages made
+	// from one template parse their CSS once; zero means
+	// DefaultSheetCache, negative disables the cache. The output is the
+	// same with or without it.
+	SheetCache int
 }
 
-// Inliner inlines CSS. It holds only its options: it is safe for concurrent
-// use; construct it once.
+// Inliner inlines CSS. It holds its options and a bounded cache of
+// compiled style sheets: it is safe for concurrent use; construct it once.
 type Inliner struct {
-	opts Options
+	opts  Options
+	cache *sheetCache // nil when disabled
 }
 
 // New returns an Inliner with opts, defaults filled in.
@@ -105,7 +112,14 @@ func New(opts Options) *Inliner {
 	if opts.MaxInputBytes <= 0 {
 		opts.MaxInputBytes = DefaultMaxInputBytes
 	}
-	return &Inliner{opts: opts}
+	if opts.SheetCache == 0 {
+		opts.SheetCache = DefaultSheetCache
+	}
+	in := &Inliner{opts: opts}
+	if opts.SheetCache > 0 {
+		in.cache = newSheetCache(opts.SheetCache)
+	}
+	return in
 }
 
 // Inline returns html with the rules of its <style> elements moved into
@@ -128,7 +142,7 @@ func (in *Inliner) Inline(html []byte) ([]byte, error) {
 	if err := d.parse(); err != nil {
 		return nil, fmt.Errorf("inline: parse html: %w", err)
 	}
-	d.loadSheets()
+	d.loadSheets(in)
 	if len(d.rules) == 0 {
 		return html, nil
 	}
