@@ -51,8 +51,18 @@ type scanResult struct {
 // scanHTML tokenizes src once, recording the offsets of start tags and of
 // <style> elements, and builds the marked copy. Offsets come from the
 // lengths of Raw(), which partition the input; the tokenizer's own buffer is
-// never read otherwise (Text and TagName rewrite it in place).
+// never read otherwise (Text and TagName rewrite it in place). Text and
+// comments of the marked copy are shortened where that cannot change the
+// tree (see shortToken).
 func scanHTML(src []byte) scanResult {
+	// In a document with a CDATA section the parser's tokens may differ
+	// from this pass's (it reads CDATA in foreign content): nothing is
+	// shortened there.
+	return scanMarked(src, !bytes.Contains(src, []byte("<![CDATA[")))
+}
+
+// scanMarked is scanHTML, shortening text and comments when shorten is set.
+func scanMarked(src []byte, shorten bool) scanResult {
 	var r scanResult
 	r.prefix = markerPrefix(src)
 	if r.prefix == "" {
@@ -113,10 +123,56 @@ func scanHTML(src []byte) scanResult {
 		if tt == html.CommentToken {
 			revealed = max(0, revealed+conditionalDepth(src[off:off+n]))
 		}
+		if shorten && (tt == html.TextToken || tt == html.CommentToken) {
+			if keep, short := shortToken(tt, src[off:off+n]); short != "" {
+				r.marked = append(r.marked, src[copied:off+keep]...)
+				r.marked = append(r.marked, short...)
+				copied = off + n
+			}
+		}
 		off += n
 	}
 	r.marked = append(r.marked, src[copied:]...)
 	return r
+}
+
+// shortToken returns a shorter token that builds the same element tree as
+// the text or comment token raw, for the copy given to the parser; ok is
+// "" when raw stays: the shorter token is raw[:keep] followed by short. The parser and the selectors never look inside a
+// comment (":empty" skips comments), so one becomes "<!---->". Of a text
+// token they look only at its leading HTML white space (kept), whether
+// anything follows it (in a table, in the head, at the start of a <pre>,
+// for :empty), NUL and CR characters and character references (text with
+// those stays); text with a printable ASCII character after its leading
+// white space is non-blank to every such test, and so is "x".
+func shortToken(tt html.TokenType, raw []byte) (keep int, short string) {
+	const shortComment = "<!---->"
+	if tt == html.CommentToken {
+		if len(raw) > len(shortComment) && bytes.HasPrefix(raw, []byte("<!--")) {
+			return 0, shortComment
+		}
+		return 0, ""
+	}
+	ws := 0
+	for ws < len(raw) && isHTMLSpace(raw[ws]) {
+		ws++
+	}
+	if len(raw)-ws <= 1 {
+		return 0, ""
+	}
+	printable := false
+	for _, c := range raw[ws:] {
+		switch {
+		case c == '<' || c == '&' || c == 0 || c == '\r':
+			return 0, ""
+		case '!' <= c && c <= '~':
+			printable = true
+		}
+	}
+	if !printable {
+		return 0, ""
+	}
+	return ws, "x"
 }
 
 // markerPrefix returns markPrefix, lengthened with zeros until src does not

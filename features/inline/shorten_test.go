@@ -1,0 +1,125 @@
+package inline
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/andybalholm/cascadia"
+	"golang.org/x/net/html"
+)
+
+// FuzzShortTokens checks that shortening text and comments in the copy
+// given to the parser never changes what inlining sees: the same elements
+// with the same attributes in the same places, and the same elements
+// matching :empty. Seeds: the testdata emails, the FuzzInline corpus and
+// the cases below.
+func FuzzShortTokens(f *testing.F) {
+	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.html"))
+	seeds, _ := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzInline", "*"))
+	for _, path := range append(inputs, seeds...) {
+		if strings.HasSuffix(path, ".golden.html") {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if filepath.Dir(path) != "testdata" {
+			// A go test fuzz v1 file: the input is the quoted []byte line.
+			b = corpusInput(f, b)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		"<pre>\n\nab</pre><b>x<p>y",
+		"<pre>\nab</pre>",
+		"<table>  ab  <tr><td>x</td></tr>text</table>",
+		"<table><tr> \t </tr> x</table>",
+		"<html><head>  <title>t</title> some text <meta name=a></head><body>",
+		"  lead <!DOCTYPE html><p>",
+		"<frameset> a b <frame></frameset> c",
+		"<p>\u00a0</p><p>\v</p><p> \v x</p><p>\u2003</p><div>  .  </div>",
+		"<select> opt <option>x</select>",
+		"<table><colgroup> x <col></colgroup></table>",
+		"<svg><![CDATA[ > <!-- ]]><p class=x> --></svg>",
+		"<svg><style> a <p> b</style></svg><p>x",
+		"<noscript> <p>x</p> </noscript><textarea>\nab</textarea>",
+		"<b><i>a</b> text <p>x</i>y",
+		"<!--x--><html><!-- y --><head></head><!-- z --><body><!--> -- ! -->--!> a<!-",
+		"text\x00 more<p>\x00</p><table>\x00<tr>",
+		"<p>a&amp;b</p><p>&#32;</p><p>&nbsp;</p><p>\r\n x</p>",
+		"<style>p:empty{color:red}</style><p>  </p><p> x </p><p><!-- c --></p>",
+	} {
+		f.Add([]byte(s))
+	}
+	empty := cascadia.MustCompile(":empty")
+	f.Fuzz(func(t *testing.T, src []byte) {
+		long, short := scanMarked(src, false), scanMarked(src, !bytes.Contains(src, []byte("<![CDATA[")))
+		if long.prefix != short.prefix || len(long.tags) != len(short.tags) || len(long.styles) != len(short.styles) {
+			t.Fatalf("scans differ in tags or styles")
+		}
+		a, errA := html.Parse(bytes.NewReader(long.marked))
+		b, errB := html.Parse(bytes.NewReader(short.marked))
+		if (errA == nil) != (errB == nil) {
+			t.Fatalf("parse errors differ: %v / %v\n in: %q", errA, errB, src)
+		}
+		if errA != nil {
+			return
+		}
+		if err := sameElements(a, b, empty); err != nil {
+			t.Fatalf("%v\n   in: %q\nshort: %q", err, src, short.marked)
+		}
+	})
+}
+
+// corpusInput returns the []byte value of a "go test fuzz v1" file.
+func corpusInput(t testing.TB, file []byte) []byte {
+	t.Helper()
+	var v []byte
+	for _, line := range strings.Split(string(file), "\n") {
+		if q, ok := strings.CutPrefix(line, "[]byte("); ok {
+			if _, err := fmt.Sscanf(strings.TrimSuffix(q, ")"), "%q", &v); err != nil {
+				t.Fatalf("corpus line %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no []byte in corpus file %q", file)
+	return nil
+}
+
+// sameElements compares the element trees under a and b: element names,
+// namespaces, attributes and :empty, child by child.
+func sameElements(a, b *html.Node, empty cascadia.Selector) error {
+	ca, cb := elementChildren(a), elementChildren(b)
+	if len(ca) != len(cb) {
+		return fmt.Errorf("<%s> has %d element children, %d when shortened", a.Data, len(ca), len(cb))
+	}
+	for i := range ca {
+		x, y := ca[i], cb[i]
+		if x.Data != y.Data || x.Namespace != y.Namespace || fmt.Sprint(x.Attr) != fmt.Sprint(y.Attr) {
+			return fmt.Errorf("element %d of <%s>: %s %q %v became %s %q %v", i, a.Data, x.Namespace, x.Data, x.Attr, y.Namespace, y.Data, y.Attr)
+		}
+		if empty.Match(x) != empty.Match(y) {
+			return fmt.Errorf("<%s %v>: :empty %v became %v", x.Data, x.Attr, empty.Match(x), empty.Match(y))
+		}
+		if err := sameElements(x, y, empty); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func elementChildren(n *html.Node) []*html.Node {
+	var out []*html.Node
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.ElementNode {
+			out = append(out, c)
+		}
+	}
+	return out
+}
