@@ -14,8 +14,8 @@
 // {PublicURL}/o/{token} (AddPixel, or RewriteHTML with Options.OpenPixel
 // to do both in one pass). HTML is rewritten by splicing the raw bytes, so
 // everything but the rewritten href values stays byte for byte; the
-// tokenizer that finds them (scanner) mirrors golang.org/x/net/html's and is
-// fuzzed against it.
+// tokenizer that finds them (features/internal/htmlscan) mirrors
+// golang.org/x/net/html's and is fuzzed against it.
 //
 // NewHandler serves GET and HEAD on /c/{token} (302 to the original URL)
 // and /o/{token} (a transparent GIF), and hands each GET to a one-method

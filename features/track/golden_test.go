@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/smtpgate/smtpgate/features/internal/htmlscan"
 )
 
 // Golden files: testdata/html/NAME.html -> NAME.golden.html (RewriteHTML),
@@ -142,23 +144,23 @@ func TestGoldenOnlyLinksChange(t *testing.T) {
 // attributes, and keeps every other byte.
 func skeleton(doc []byte) string {
 	var sb strings.Builder
-	s := scanner{in: doc, wantAttrs: isAnchor}
+	s := htmlscan.Scanner{In: doc, WantAttrs: isAnchor}
 	last := 0
-	for k := s.next(); k != tokEOF; k = s.next() {
-		if k != tokStartTag || !isAnchor(doc[s.nameStart:s.nameEnd]) {
+	for k := s.Next(); k != htmlscan.EOF; k = s.Next() {
+		if k != htmlscan.StartTag || !isAnchor(doc[s.NameStart:s.NameEnd]) {
 			continue
 		}
-		for _, a := range s.attrs {
-			key := string(asciiLower(doc[a.keyStart:a.keyEnd]))
-			_, drop := optOut(doc[a.keyStart:a.keyEnd])
+		for _, a := range s.Attrs {
+			key := string(asciiLower(doc[a.KeyStart:a.KeyEnd]))
+			_, drop := optOut(doc[a.KeyStart:a.KeyEnd])
 			switch {
 			case drop:
-				sb.Write(doc[last:a.wsStart])
-				last = a.end
-			case key == "href" && a.hasValue:
-				sb.Write(doc[last:a.valStart])
+				sb.Write(doc[last:a.WSStart])
+				last = a.End
+			case key == "href" && a.HasValue:
+				sb.Write(doc[last:a.ValStart])
 				sb.WriteString("HREF")
-				last = a.valEnd
+				last = a.ValEnd
 			}
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/smtpgate/smtpgate/features/internal/htmlscan"
 )
 
 // Rewriter rewrites the links of a message part into tracking links and adds
@@ -128,7 +130,7 @@ func optOut(key []byte) (value string, ok bool) {
 		{"ses:no-track", ""},          // Amazon SES
 		{"data-msys-clicktrack", "0"}, // SparkPost
 	} {
-		if asciiEqualFold(key, a.key) {
+		if htmlscan.EqualFold(key, a.key) {
 			return a.value, true
 		}
 	}
@@ -157,7 +159,7 @@ const maxLinkText = 4 * MaxTokenLen
 // RewriteHTML rewrites every trackable <a href> of the HTML document in to
 // a tracking link and returns the result (always a new slice) with the
 // number of links rewritten. It tokenizes the document as x/net/html would
-// (see scanner) and splices only href values (and removes vendor opt-out
+// (see features/internal/htmlscan) and splices only href values (and removes vendor opt-out
 // attributes), so every other byte is kept: DOCTYPE, entities, attribute
 // order and quoting, comments, whitespace, invalid markup. The document
 // must be UTF-8: decode the MIME part first.
@@ -209,10 +211,10 @@ func (r *Rewriter) RewriteHTML(in []byte, o Options) (out []byte, n int, err err
 		}
 		pend = nil
 	}
-	s := scanner{in: in, wantAttrs: isAnchor}
+	s := htmlscan.Scanner{In: in, WantAttrs: isAnchor}
 	for {
-		switch s.next() {
-		case tokEOF:
+		switch s.Next() {
+		case htmlscan.EOF:
 			settle()
 			if o.OpenPixel {
 				if bodyEnd < 0 {
@@ -221,25 +223,25 @@ func (r *Rewriter) RewriteHTML(in []byte, o Options) (out []byte, n int, err err
 				j.edits = append(j.edits, edit{bodyEnd, bodyEnd, j.pixel()})
 			}
 			return splice(in, j.edits), n, nil
-		case tokText:
-			if pend != nil && !pend.long && !s.rawText {
-				pend.text = append(pend.text, in[s.start:s.end]...)
+		case htmlscan.Text:
+			if pend != nil && !pend.long && !s.RawText {
+				pend.text = append(pend.text, in[s.Start:s.End]...)
 				pend.long = len(pend.text) > maxLinkText
 			}
-		case tokEndTag:
-			name := in[s.nameStart:s.nameEnd]
+		case htmlscan.EndTag:
+			name := in[s.NameStart:s.NameEnd]
 			if pend != nil && isAnchor(name) {
 				settle()
 			}
-			if asciiEqualFold(name, "body") {
-				bodyEnd = s.start
+			if htmlscan.EqualFold(name, "body") {
+				bodyEnd = s.Start
 			}
-		case tokStartTag:
-			if !isAnchor(in[s.nameStart:s.nameEnd]) {
+		case htmlscan.StartTag:
+			if !isAnchor(in[s.NameStart:s.NameEnd]) {
 				continue
 			}
 			settle() // a new <a> closes an open one
-			switch link := j.anchor(in, s.attrs); {
+			switch link := j.anchor(in, s.Attrs); {
 			case link == nil:
 			case o.PreventScam:
 				pend = link
@@ -251,54 +253,54 @@ func (r *Rewriter) RewriteHTML(in []byte, o Options) (out []byte, n int, err err
 	}
 }
 
-func isAnchor(name []byte) bool { return asciiEqualFold(name, "a") }
+func isAnchor(name []byte) bool { return htmlscan.EqualFold(name, "a") }
 
 // anchor decides what happens to one <a> tag with attributes attrs. It
 // adds the edits that always apply (opt-out attribute removals, +notrack
 // fix-ups) to j and returns the href edit of a tracked link, or nil.
-func (j *job) anchor(in []byte, attrs []attr) *pendingLink {
+func (j *job) anchor(in []byte, attrs []htmlscan.Attr) *pendingLink {
 	skip, href := false, -1
 	var drop []int
 	for i := range attrs {
 		a := &attrs[i]
-		key := in[a.keyStart:a.keyEnd]
-		if a.saved && href < 0 && asciiEqualFold(key, "href") {
+		key := in[a.KeyStart:a.KeyEnd]
+		if a.Saved && href < 0 && htmlscan.EqualFold(key, "href") {
 			href = i
 			continue
 		}
 		if want, ok := optOut(key); ok {
 			drop = append(drop, i)
-			if a.saved && (want == "" || strings.EqualFold(strings.TrimSpace(unescapeAttr(in[a.valStart:a.valEnd])), want)) {
+			if a.Saved && (want == "" || strings.EqualFold(strings.TrimSpace(htmlscan.UnescapeAttr(in[a.ValStart:a.ValEnd])), want)) {
 				skip = true
 			}
 		}
 	}
 	j.edits = append(j.edits, removals(in, attrs, drop)...)
-	if href < 0 || !attrs[href].hasValue {
+	if href < 0 || !attrs[href].HasValue {
 		return nil
 	}
 	a := &attrs[href]
-	u := cleanURL(unescapeAttr(in[a.valStart:a.valEnd]))
+	u := cleanURL(htmlscan.UnescapeAttr(in[a.ValStart:a.ValEnd]))
 	if plain, ok := notrackScheme(u); ok {
 		v := html.EscapeString(plain) // escapes both quote characters
-		if a.quote == 0 {
+		if a.Quote == 0 {
 			v = `"` + v + `"`
 		}
-		j.edits = append(j.edits, edit{a.valStart, a.valEnd, []byte(v)})
+		j.edits = append(j.edits, edit{a.ValStart, a.ValEnd, []byte(v)})
 		return nil
 	}
 	if skip {
 		return nil
 	}
 	q := byte('"')
-	if a.quote != 0 {
+	if a.Quote != 0 {
 		q = 0 // keep the original quotes around the new value
 	}
 	v, ok := j.click(u, q)
 	if !ok {
 		return nil
 	}
-	return &pendingLink{e: edit{a.valStart, a.valEnd, v}, url: u}
+	return &pendingLink{e: edit{a.ValStart, a.ValEnd, v}, url: u}
 }
 
 // removals deletes the attributes at the given (increasing) indexes with
@@ -306,15 +308,15 @@ func (j *job) anchor(in []byte, attrs []attr) *pendingLink {
 // reads: where the deleted run would leave an unquoted value glued to a
 // following '/' (<a x=1 ses:no-track/> must not become <a x=1/>, which
 // changes x to "1/"), one space stays.
-func removals(in []byte, attrs []attr, idx []int) []edit {
+func removals(in []byte, attrs []htmlscan.Attr, idx []int) []edit {
 	var out []edit
 	for _, i := range idx {
 		a := &attrs[i]
-		if n := len(out); n > 0 && out[n-1].end == a.wsStart {
-			out[n-1].end = a.end // adjacent: one run
+		if n := len(out); n > 0 && out[n-1].end == a.WSStart {
+			out[n-1].end = a.End // adjacent: one run
 			continue
 		}
-		out = append(out, edit{a.wsStart, a.end, nil})
+		out = append(out, edit{a.WSStart, a.End, nil})
 	}
 	for k := range out {
 		e := &out[k]
@@ -322,7 +324,7 @@ func removals(in []byte, attrs []attr, idx []int) []edit {
 			continue
 		}
 		for _, p := range attrs {
-			if p.hasValue && p.quote == 0 && p.end == e.start {
+			if p.HasValue && p.Quote == 0 && p.End == e.start {
 				e.start++ // keep the whitespace that ended the value
 				break
 			}
@@ -404,15 +406,15 @@ func lastBodyEnd(in []byte) int {
 	if !containsFold(in, "</body") {
 		return -1
 	}
-	s := scanner{in: in}
+	s := htmlscan.Scanner{In: in}
 	at := -1
 	for {
-		switch s.next() {
-		case tokEOF:
+		switch s.Next() {
+		case htmlscan.EOF:
 			return at
-		case tokEndTag:
-			if asciiEqualFold(in[s.nameStart:s.nameEnd], "body") {
-				at = s.start
+		case htmlscan.EndTag:
+			if htmlscan.EqualFold(in[s.NameStart:s.NameEnd], "body") {
+				at = s.Start
 			}
 		}
 	}
@@ -427,7 +429,7 @@ func containsFold(b []byte, s string) bool {
 			return false
 		}
 		i += j
-		if i+len(s) <= len(b) && asciiEqualFold(b[i:i+len(s)], s) {
+		if i+len(s) <= len(b) && htmlscan.EqualFold(b[i:i+len(s)], s) {
 			return true
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/smtpgate/smtpgate/features/internal/htmlscan"
 )
 
 // RewriteText rewrites the http:// and https:// URLs of a text/plain part
@@ -66,7 +68,7 @@ func isSchemeByte(c byte) bool {
 
 func isTextScheme(s []byte) bool {
 	for _, v := range [...]string{"http", "https", "http+notrack", "https+notrack"} {
-		if asciiEqualFold(s, v) {
+		if htmlscan.EqualFold(s, v) {
 			return true
 		}
 	}
