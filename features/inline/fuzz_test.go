@@ -96,3 +96,15 @@ func FuzzScanAttrs(f *testing.F) {
 		}
 	})
 }
+
+// tagNameEnd returns the end of the name of the start tag src[start:end],
+// exactly as html.Tokenizer delimits it.
+func tagNameEnd(src []byte, start, end int) int {
+	for i := start + 2; i < end; i++ {
+		switch src[i] {
+		case ' ', '\n', '\r', '\t', '\f', '/', '>':
+			return i
+		}
+	}
+	return end
+}

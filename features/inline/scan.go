@@ -5,6 +5,8 @@ import (
 	"strconv"
 
 	"golang.org/x/net/html"
+
+	"github.com/smtpgate/smtpgate/features/internal/htmlscan"
 )
 
 // markPrefix starts the name of the attribute added right after the tag
@@ -49,9 +51,9 @@ type scanResult struct {
 }
 
 // scanHTML tokenizes src once, recording the offsets of start tags and of
-// <style> elements, and builds the marked copy. Offsets come from the
-// lengths of Raw(), which partition the input; the tokenizer's own buffer is
-// never read otherwise (Text and TagName rewrite it in place). Text and
+// <style> elements, and builds the marked copy. The tokenizer
+// (features/internal/htmlscan) splits the input exactly as the parser's
+// html.Tokenizer does, so every start tag gets its marker. Text and
 // comments of the marked copy are shortened where that cannot change the
 // tree (see shortToken).
 func scanHTML(src []byte) scanResult {
@@ -71,20 +73,20 @@ func scanMarked(src []byte, shorten bool) scanResult {
 	tags := bytes.Count(src, []byte{'<'})
 	r.tags = make([]tagRec, 0, tags)
 	r.marked = make([]byte, 0, len(src)+tags*(len(markPrefix)+5))
-	z := html.NewTokenizer(bytes.NewReader(src))
-	off, copied, open, revealed, started := 0, 0, -1, 0, false
+	z := htmlscan.Scanner{In: src}
+	copied, open, revealed, started := 0, -1, 0, false
 	for {
 		tt := z.Next()
-		if tt == html.ErrorToken {
+		if tt == htmlscan.EOF {
 			break
 		}
-		n := len(z.Raw())
+		off, n := z.Start, z.End-z.Start
 		if !started {
 			switch tt {
-			case html.DoctypeToken:
+			case htmlscan.Doctype:
 				r.doctype, started = src[off:off+n], true
-			case html.CommentToken:
-			case html.TextToken:
+			case htmlscan.Comment:
+			case htmlscan.Text:
 				text := src[off : off+n]
 				if off == 0 {
 					text = bytes.TrimPrefix(text, []byte("\ufeff")) // a browser drops the BOM
@@ -97,17 +99,17 @@ func scanMarked(src []byte, shorten bool) scanResult {
 		if open >= 0 {
 			s := &r.styles[open]
 			switch tt {
-			case html.TextToken:
+			case htmlscan.Text:
 				s.textEnd, s.end = off+n, off+n
-			case html.EndTagToken:
+			case htmlscan.EndTag:
 				s.end = off + n
 				open = -1
 			default:
 				open = -1
 			}
 		}
-		if tt == html.StartTagToken || tt == html.SelfClosingTagToken {
-			nameEnd := tagNameEnd(src, off, off+n)
+		if tt == htmlscan.StartTag {
+			nameEnd := z.NameEnd
 			idx := len(r.tags)
 			r.tags = append(r.tags, tagRec{start: off, end: off + n, nameEnd: nameEnd})
 			r.marked = append(r.marked, src[copied:nameEnd]...)
@@ -120,17 +122,16 @@ func scanMarked(src []byte, shorten bool) scanResult {
 				open = len(r.styles) - 1
 			}
 		}
-		if tt == html.CommentToken {
+		if tt == htmlscan.Comment {
 			revealed = max(0, revealed+conditionalDepth(src[off:off+n]))
 		}
-		if shorten && (tt == html.TextToken || tt == html.CommentToken) {
+		if shorten && (tt == htmlscan.Text || tt == htmlscan.Comment) {
 			if keep, short := shortToken(tt, src[off:off+n]); short != "" {
 				r.marked = append(r.marked, src[copied:off+keep]...)
 				r.marked = append(r.marked, short...)
 				copied = off + n
 			}
 		}
-		off += n
 	}
 	r.marked = append(r.marked, src[copied:]...)
 	return r
@@ -145,9 +146,9 @@ func scanMarked(src []byte, shorten bool) scanResult {
 // for :empty), NUL and CR characters and character references (text with
 // those stays); text with a printable ASCII character after its leading
 // white space is non-blank to every such test, and so is "x".
-func shortToken(tt html.TokenType, raw []byte) (keep int, short string) {
+func shortToken(tt htmlscan.Kind, raw []byte) (keep int, short string) {
 	const shortComment = "<!---->"
-	if tt == html.CommentToken {
+	if tt == htmlscan.Comment {
 		if len(raw) > len(shortComment) && bytes.HasPrefix(raw, []byte("<!--")) {
 			return 0, shortComment
 		}
@@ -219,18 +220,6 @@ func conditionalDepth(raw []byte) int {
 // ignoring case.
 func hasPrefixFold(b []byte, prefix string) bool {
 	return len(b) >= len(prefix) && equalFoldASCII(b[:len(prefix)], prefix)
-}
-
-// tagNameEnd returns the end of the name of the start tag src[start:end],
-// exactly as html.Tokenizer delimits it.
-func tagNameEnd(src []byte, start, end int) int {
-	for i := start + 2; i < end; i++ {
-		switch src[i] {
-		case ' ', '\n', '\r', '\t', '\f', '/', '>':
-			return i
-		}
-	}
-	return end
 }
 
 // rawAttr is the position of one attribute inside a start tag.
