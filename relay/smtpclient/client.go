@@ -10,10 +10,18 @@
 // hosts in order until one greets and says EHLO; STARTTLS is opportunistic
 // (used when offered, plain text only when it is not offered) or required.
 //
-// Within a session each recipient gets its own RCPT and reply, and DATA is
-// sent only when at least one recipient was accepted; its final reply
-// applies to the accepted ones (go-smtp's SendMail gives up at the first
-// refused recipient, so it is not used). 2xx is Sent, 5xx Permanent, and
+// go-smtp's client greets, says EHLO and authenticates; the mail
+// transactions then run on this package's own command layer, because
+// go-smtp's client cannot pipeline and its SendMail gives up at the first
+// refused recipient. When the server offers PIPELINING (RFC 2920), MAIL,
+// every RCPT and DATA go out in one write and their replies are read in
+// order; otherwise each command waits for its reply. Either way each
+// recipient gets its own RCPT reply, the message is sent only when at least
+// one recipient was accepted, and the final reply applies to the accepted
+// ones. Sessions are kept for reuse (Config.MaxIdle) without a probe of
+// their own: a reused session that fails before its first reply was closed
+// by the server while idle, and the delivery moves to another session or a
+// new connection. 2xx is Sent, 5xx Permanent, and
 // everything else (4xx, broken connections, timeouts, DNS failures)
 // Temporary. A 421 or a "too many connections" reply sets Result.SlowDown so
 // that the caller can reduce its concurrency towards that destination.
@@ -107,7 +115,7 @@ type Config struct {
 	// MaxIdle is how many sessions per destination (the smarthost, or a
 	// domain) are kept open after a delivery for the next one to reuse,
 	// saving the connection, greeting, EHLO, TLS and AUTH; 0 keeps none.
-	// A reused session is probed with RSET first.
+	// A reused session that the server closed meanwhile is replaced.
 	MaxIdle int
 	// IdleTimeout is how long an idle session is kept (default 5 s).
 	IdleTimeout time.Duration
@@ -280,22 +288,32 @@ func (c *Client) Deliver(ctx context.Context, domain string, envs []Envelope, ms
 	if c.cfg.Smarthost != "" {
 		key = ""
 	}
-	s := c.takeIdle(ctx, key)
-	if s == nil {
-		var err error
-		if s, err = c.connect(ctx, domain, res); err != nil {
-			setAll(res.Recipients, statusOf(err), replyOf(err))
-			res.Reply = decidingReply(res.Recipients)
-			return res
+	for {
+		s := c.takeIdle(key)
+		if s == nil {
+			var err error
+			if s, err = c.connect(ctx, domain, res); err != nil {
+				setAll(res.Recipients, statusOf(err), replyOf(err))
+				res.Reply = decidingReply(res.Recipients)
+				return res
+			}
+		} else {
+			s.bind(ctx)
 		}
+		switch s.run(ctx, envs, msg, res) {
+		case runOK:
+			c.putIdle(key, s)
+		case runStale:
+			// Only an idle session can be stale: the next one is
+			// another idle session or a new connection.
+			s.close()
+			continue
+		default:
+			s.close()
+		}
+		res.Reply = decidingReply(res.Recipients)
+		return res
 	}
-	if s.run(ctx, envs, msg, res) {
-		c.putIdle(key, s)
-	} else {
-		s.close()
-	}
-	res.Reply = decidingReply(res.Recipients)
-	return res
 }
 
 // decidingReply is the first failure's reply, or the last reply when all

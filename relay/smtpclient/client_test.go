@@ -514,8 +514,8 @@ func TestStatusString(t *testing.T) {
 }
 
 // TestSessionReuse: sessions are kept for the next delivery to the same
-// destination (one TLS handshake and AUTH for many messages), probed with
-// RSET, replaced when the server closed them or they idled too long, and
+// destination (one TLS handshake and AUTH for many messages), reused without
+// a probe, replaced when the server closed them or they idled too long, and
 // never shared between destinations.
 func TestSessionReuse(t *testing.T) {
 	tlsCfg, pool := smtptest.TLSConfig(t, "smarthost.test")

@@ -170,11 +170,21 @@ func (c *Client) addresses(ctx context.Context, h mx.Host) ([]netip.Addr, error)
 	return addrs, nil
 }
 
-// session is an SMTP session that has said EHLO (and authenticated).
+// Extensions the transactions use.
+const (
+	extPIPELINING = "PIPELINING"
+	ext8BITMIME   = "8BITMIME"
+	extSIZE       = "SIZE"
+	extSMTPUTF8   = "SMTPUTF8"
+)
+
+// session is an SMTP session that has said EHLO (and authenticated). Its
+// mail transactions run on w, this package's own command layer: go-smtp's
+// client, which says EHLO and authenticates, cannot pipeline.
 type session struct {
-	c    *smtp.Client
+	w    *wire
 	raw  net.Conn // the TCP connection
-	conn net.Conn // what go-smtp reads and writes (TLS or plain)
+	conn net.Conn // what the session reads and writes (TLS or plain)
 	stop func() bool
 	cfg  *Config
 	ext  map[string]bool
@@ -183,13 +193,17 @@ type session struct {
 	// dirty is set while a transaction is open on the server (MAIL
 	// accepted, DATA not completed): the next one starts with RSET.
 	dirty bool
+	// reused is set when the session was taken from the idle pool, until
+	// its first reply: a failure before then means the server closed it
+	// while it was idle (see checkStale).
+	reused bool
 	// idleSince is when the session was put in the idle pool.
 	idleSince time.Time
 }
 
 // close ends the session without QUIT.
 func (s *session) close() {
-	_ = s.c.Close()
+	_ = s.conn.Close()
 	s.stop()
 }
 
@@ -221,13 +235,13 @@ func (c *Client) open(ctx context.Context, t target) (*session, error) {
 		}
 		return nil, err
 	}
-	cl.CommandTimeout = c.cfg.CommandTimeout
-	cl.SubmissionTimeout = 2 * c.cfg.CommandTimeout
-	s := &session{c: cl, raw: raw, conn: conn, stop: stop, cfg: &c.cfg, ext: map[string]bool{}, host: t.String()}
+	// go-smtp's client is done with: it has read every reply to what it
+	// sent, and nothing is left in its buffer.
+	s := &session{w: newWire(conn), raw: raw, conn: conn, stop: stop, cfg: &c.cfg, ext: map[string]bool{}, host: t.String()}
 	if tc, ok := conn.(*tls.Conn); ok {
 		s.tls = tls.VersionName(tc.ConnectionState().Version)
 	}
-	for _, e := range []string{"SMTPUTF8", "SIZE"} {
+	for _, e := range []string{extPIPELINING, ext8BITMIME, extSIZE, extSMTPUTF8} {
 		s.ext[e], _ = cl.Extension(e)
 	}
 	return s, nil

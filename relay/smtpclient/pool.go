@@ -1,14 +1,15 @@
 package smtpclient
 
 import (
-	"context"
 	"io"
 	"time"
 )
 
-// takeIdle returns a live idle session for key bound to ctx, or nil. Idle
-// sessions that timed out or fail the RSET probe are closed.
-func (c *Client) takeIdle(ctx context.Context, key string) *session {
+// takeIdle returns an idle session for key that has not idled longer than
+// IdleTimeout, or nil; those that have are ended. It is not probed: its
+// first transaction finds out whether the server closed it meanwhile
+// (without a round trip of its own), and Deliver then takes another.
+func (c *Client) takeIdle(key string) *session {
 	for {
 		c.mu.Lock()
 		list := c.idle[key]
@@ -26,11 +27,8 @@ func (c *Client) takeIdle(ctx context.Context, key string) *session {
 			s.quit()
 			continue
 		}
-		s.bind(ctx)
-		if s.probe() {
-			return s
-		}
-		s.close()
+		s.reused = true
+		return s
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package smtptest runs real SMTP receivers on the loopback interface for the
 // relay's tests: a go-smtp server whose replies a test scripts per command
 // (refuse a recipient, fail temporarily, answer slowly, drop the connection
-// in the middle of DATA, require STARTTLS or AUTH), which records every
+// at MAIL, at a RCPT or in the middle of DATA, require STARTTLS or AUTH, do
+// not offer PIPELINING), which records every
 // message it accepts and counts acceptances per recipient; and a bare
 // listener that answers every connection with a fixed banner (421 "too many
 // connections") and hangs up.
@@ -59,7 +60,12 @@ type Options struct {
 	// IdleTimeout closes a connection that sends nothing for that long
 	// (go-smtp answers 421 4.4.2 and hangs up); default 30 s.
 	IdleTimeout time.Duration
-	// Mail, Rcpt: per-command replies.
+	// NoPipelining leaves PIPELINING out of the EHLO reply (go-smtp always
+	// offers it, and handles pipelined commands either way). It works on
+	// plain-text connections only, and cannot be combined with TLS.
+	NoPipelining bool
+	// Mail, Rcpt: per-command replies; ErrDrop closes the connection
+	// instead of replying.
 	Mail func(from string) error
 	Rcpt func(from, to string) error
 	// DataStart runs before the body is read. A positive dropAfter makes
@@ -69,6 +75,10 @@ type Options struct {
 	// Data runs once the body was read; nil error accepts the message.
 	Data func(m *Message) error
 }
+
+// ErrDrop, returned by a Mail or Rcpt hook, makes the server close the
+// connection without replying.
+var ErrDrop = errors.New("smtptest: drop the connection")
 
 // Server is a scripted go-smtp receiver on loopback.
 type Server struct {
@@ -123,6 +133,12 @@ func Start(t testing.TB, opts Options) *Server {
 	if err != nil {
 		t.Fatalf("smtptest: listen: %v", err)
 	}
+	if opts.NoPipelining {
+		if opts.TLS != nil {
+			t.Fatal("smtptest: NoPipelining works in plain text only")
+		}
+		ln = &noPipeliningListener{ln}
+	}
 	ln = &countingListener{Listener: ln, n: &s.conns}
 	s.Addr = ln.Addr().String()
 	s.Port = ln.Addr().(*net.TCPAddr).Port
@@ -169,6 +185,28 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		l.n.Add(1)
 	}
 	return c, err
+}
+
+// noPipeliningListener hands out connections that drop the PIPELINING line
+// of the EHLO reply: go-smtp writes (and flushes) each reply line on its
+// own, so the line is one Write.
+type noPipeliningListener struct{ net.Listener }
+
+func (l *noPipeliningListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &noPipeliningConn{c}, nil
+}
+
+type noPipeliningConn struct{ net.Conn }
+
+func (c *noPipeliningConn) Write(p []byte) (int, error) {
+	if string(p) == "250-PIPELINING\r\n" {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
 }
 
 // Sessions returns how many go-smtp sessions were created: one per EHLO or
@@ -242,7 +280,7 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	time.Sleep(ss.s.opts.Delay)
 	if h := ss.s.opts.Mail; h != nil {
 		if err := h(from); err != nil {
-			return err
+			return ss.drop(err)
 		}
 	}
 	ss.from, ss.to = from, nil
@@ -253,11 +291,19 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	time.Sleep(ss.s.opts.Delay)
 	if h := ss.s.opts.Rcpt; h != nil {
 		if err := h(ss.from, to); err != nil {
-			return err
+			return ss.drop(err)
 		}
 	}
 	ss.to = append(ss.to, to)
 	return nil
+}
+
+// drop closes the connection when err is ErrDrop.
+func (ss *session) drop(err error) error {
+	if errors.Is(err, ErrDrop) {
+		ss.c.Conn().Close()
+	}
+	return err
 }
 
 func (ss *session) Data(r io.Reader) error {
