@@ -42,7 +42,8 @@ type workers struct {
 }
 
 // Committed is the gateway's notifier: every committed message wakes the
-// webhook worker (its events are due) and whoever else listens.
+// webhook worker (its events are due) and whoever else listens; a relayed
+// one is handed to the relay worker's message cache.
 func (a *App) Committed(msg *store.Message) {
 	a.workers.mu.Lock()
 	wh, rw := a.workers.webhook, a.workers.relay
@@ -51,6 +52,7 @@ func (a *App) Committed(msg *store.Message) {
 		wh.Notify()
 	}
 	if rw != nil && msg != nil && len(msg.Deliveries) > 0 {
+		rw.Remember(msg) // its first attempts need not read it back
 		rw.Notify()
 	}
 	if msg != nil && a.web != nil {

@@ -94,14 +94,18 @@ func (w *Worker) try(ctx context.Context, set *settings, j *job) tried {
 		return fail(fmt.Sprintf("451 4.3.5 route %q is not configured", d.Route))
 	}
 
-	msg, err := w.st.Get(ctx, d.MessageID, store.Scope{All: true})
-	if errors.Is(err, store.ErrNotFound) {
-		// Deleted (retention, API): nothing can ever be sent.
-		tr.giveUp = true
-		return fail(fmt.Sprintf("554 5.3.0 message %s is no longer stored", d.MessageID))
-	}
-	if err != nil {
-		return fail("451 4.3.0 cannot read the message: " + oneLine(err.Error()))
+	msg := w.cache.take(d.MessageID, time.Now())
+	if msg == nil {
+		var err error
+		msg, err = w.st.Get(ctx, d.MessageID, store.Scope{All: true})
+		if errors.Is(err, store.ErrNotFound) {
+			// Deleted (retention, API): nothing can ever be sent.
+			tr.giveUp = true
+			return fail(fmt.Sprintf("554 5.3.0 message %s is no longer stored", d.MessageID))
+		}
+		if err != nil {
+			return fail("451 4.3.0 cannot read the message: " + oneLine(err.Error()))
+		}
 	}
 
 	body, signedWith, err := w.sign(ctx, set, d.Login, msg.Raw)

@@ -120,6 +120,14 @@ type Config struct {
 	// DialTimeout, CommandTimeout and DataTimeout are the SMTP client's
 	// (see smtpclient.Config); zero means its defaults.
 	DialTimeout, CommandTimeout, DataTimeout time.Duration
+	// MessageCache bounds, in bytes, the cache of messages handed to
+	// Worker.Remember when they are committed, which spares their first
+	// attempts a read of the store (an entry counts its Raw bytes and 512
+	// more); 0 means DefaultMessageCache (64 MiB), negative turns the cache
+	// off. MessageCacheTTL is how long an entry is kept at most (default
+	// DefaultMessageCacheTTL, one minute).
+	MessageCache    int64
+	MessageCacheTTL time.Duration
 	// IdleTimeout is how long an SMTP session stays open after a delivery
 	// for the next one to the same destination to reuse (up to
 	// PerDomainConcurrency sessions per destination); default 5 s, negative
@@ -159,6 +167,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SlowDownPeriod <= 0 {
 		c.SlowDownPeriod = time.Minute
+	}
+	if c.MessageCache == 0 {
+		c.MessageCache = DefaultMessageCache
+	}
+	if c.MessageCacheTTL <= 0 {
+		c.MessageCacheTTL = DefaultMessageCacheTTL
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 5 * time.Second

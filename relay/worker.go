@@ -24,6 +24,8 @@ type Worker struct {
 	st   MessageSource
 	log  *zap.Logger
 	wake chan struct{}
+	// cache holds the messages handed to Remember; nil when off.
+	cache *messageCache
 
 	mu      sync.RWMutex
 	set     *settings // the Settings in force, compiled
@@ -50,7 +52,8 @@ func NewWorker(cfg Config, q store.Queue, st MessageSource, log *zap.Logger) (*W
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, q: q, st: st, log: log, wake: make(chan struct{}, 1)}
+	w := &Worker{cfg: cfg, q: q, st: st, log: log, wake: make(chan struct{}, 1),
+		cache: newMessageCache(cfg.MessageCache, cfg.MessageCacheTTL)}
 	if err := w.Reload(cfg.Settings); err != nil {
 		return nil, err
 	}
@@ -117,6 +120,20 @@ func (w *Worker) Notify() {
 	case w.wake <- struct{}{}:
 	default:
 	}
+}
+
+// Remember keeps a message that was just committed with its deliveries in
+// the worker's bounded cache (Config.MessageCache), so that their first
+// attempts need not read it back from the store. msg must be the message
+// as committed, with Raw, and must not be modified afterwards (committed
+// messages never change); its Raw is kept, not copied. A message without
+// deliveries, or any message when the cache is off, is ignored. It never
+// blocks for long; call Notify as well to wake the worker.
+func (w *Worker) Remember(msg *store.Message) {
+	if msg == nil || len(msg.Deliveries) == 0 || msg.Raw == nil {
+		return
+	}
+	w.cache.put(msg, len(msg.Deliveries), time.Now())
 }
 
 // job is a claimed delivery.

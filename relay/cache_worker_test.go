@@ -1,0 +1,94 @@
+package relay_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/smtpgate/smtpgate/relay"
+	"github.com/smtpgate/smtpgate/relay/internal/smtptest"
+	"github.com/smtpgate/smtpgate/store"
+)
+
+// countingSource is the real store, counting message reads.
+type countingSource struct {
+	relay.MessageSource
+	gets atomic.Int32
+}
+
+func (s *countingSource) Get(ctx context.Context, id string, scope store.Scope) (*store.Message, error) {
+	s.gets.Add(1)
+	return s.MessageSource.Get(ctx, id, scope)
+}
+
+// TestRememberedMessages: a message handed to Remember is sent by the first
+// attempt of each of its deliveries without reading the store, byte for
+// byte as the store would have given it; a retry reads the store; with the
+// cache off every attempt reads it.
+func TestRememberedMessages(t *testing.T) {
+	for _, tt := range []struct {
+		cache int64
+		gets  int32
+	}{
+		{0, 1},  // the default cache: only the retry reads
+		{-1, 3}, // off: two first attempts and the retry
+	} {
+		t.Run(fmt.Sprintf("cache=%d", tt.cache), func(t *testing.T) {
+			h := newHarness(t)
+			var c counter
+			srv := smtptest.Start(t, smtptest.Options{Rcpt: func(_, to string) error {
+				if to == "busy@two.test" && c.inc(to) == 1 {
+					return smtptest.Reply("450 4.2.1 mailbox busy")
+				}
+				return nil
+			}})
+			h.dns.AddA("one.test", "127.0.0.1")
+			h.dns.AddA("two.test", "127.0.0.1")
+			route := relay.Route{Name: "direct", MX: true, Port: srv.Port}
+			cfg := h.fastConfig(route)
+			cfg.MessageCache = tt.cache
+			src := &countingSource{MessageSource: h.db}
+			w, err := relay.NewWorker(cfg, h.db, src, h.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Committed and remembered before the worker runs, so that
+			// no attempt can start before Remember.
+			m := h.accept(route, "app", "app@sender.test", []string{"a@one.test", "busy@two.test"})
+			w.Remember(m)
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- w.Run(ctx) }()
+			ds := h.wait(m.ID, "the end", settled)
+			cancel()
+			if err := <-errc; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			attempts := map[string]int{}
+			for _, d := range ds {
+				if d.State != store.DeliverySent {
+					t.Errorf("%s: %s (%q)", d.Domain, d.State, d.LastReply)
+				}
+				attempts[d.Domain] = d.Attempts
+			}
+			if attempts["one.test"] != 1 || attempts["two.test"] != 2 {
+				t.Errorf("attempts %v, want one.test 1, two.test 2", attempts)
+			}
+			if n := src.gets.Load(); n != tt.gets {
+				t.Errorf("%d store reads, want %d", n, tt.gets)
+			}
+			want := strings.ReplaceAll(string(m.Raw), "\n", "\r\n")
+			msgs := srv.Messages()
+			if len(msgs) != 2 {
+				t.Fatalf("server got %d messages, want 2", len(msgs))
+			}
+			for _, got := range msgs {
+				if string(got.Raw) != want {
+					t.Errorf("message for %v:\n%q\nwant\n%q", got.To, got.Raw, want)
+				}
+			}
+		})
+	}
+}
