@@ -60,11 +60,17 @@ func scanHTML(src []byte) scanResult {
 	// In a document with a CDATA section the parser's tokens may differ
 	// from this pass's (it reads CDATA in foreign content): nothing is
 	// shortened there.
-	return scanMarked(src, !bytes.Contains(src, []byte("<![CDATA[")))
+	shorten := !bytes.Contains(src, []byte("<![CDATA["))
+	var keep *attrKeeper
+	if shorten {
+		keep = newAttrKeeper(src)
+	}
+	return scanMarked(src, shorten, keep)
 }
 
-// scanMarked is scanHTML, shortening text and comments when shorten is set.
-func scanMarked(src []byte, shorten bool) scanResult {
+// scanMarked is scanHTML, shortening text and comments when shorten is set
+// and leaving out the attributes keep does not keep when it is not nil.
+func scanMarked(src []byte, shorten bool, keep *attrKeeper) scanResult {
 	var r scanResult
 	r.prefix = markerPrefix(src)
 	if r.prefix == "" {
@@ -74,6 +80,9 @@ func scanMarked(src []byte, shorten bool) scanResult {
 	r.tags = make([]tagRec, 0, tags)
 	r.marked = make([]byte, 0, len(src)+tags*(len(markPrefix)+5))
 	z := htmlscan.Scanner{In: src}
+	if keep != nil {
+		z.WantAttrs = func([]byte) bool { return true }
+	}
 	copied, open, revealed, started := 0, -1, 0, false
 	for {
 		tt := z.Next()
@@ -117,6 +126,9 @@ func scanMarked(src []byte, shorten bool) scanResult {
 			r.marked = append(r.marked, r.prefix...)
 			r.marked = strconv.AppendInt(r.marked, int64(idx), 10)
 			copied = nameEnd
+			if keep != nil {
+				copied = keep.strip(&r.marked, src, off+n, nameEnd, z.Attrs)
+			}
 			if equalFoldASCII(src[off+1:nameEnd], "style") {
 				r.styles = append(r.styles, styleRec{tag: idx, textStart: off + n, textEnd: off + n, end: off + n, revealed: revealed > 0})
 				open = len(r.styles) - 1
@@ -135,6 +147,150 @@ func scanMarked(src []byte, shorten bool) scanResult {
 	}
 	r.marked = append(r.marked, src[copied:]...)
 	return r
+}
+
+// attrKeeper decides which attributes the parse tree needs: those that
+// selectors, the tree builder or this package read. The others are left
+// out of the copy given to the parser, which saves their tokenizing and
+// allocation. Every start tag keeps its unique marker, so formatting
+// elements never look identical to the tree builder (the Noah's Ark
+// clause) with or without the others.
+type attrKeeper struct {
+	// names are the lower-case names after a "[" anywhere in the
+	// document: a superset of the attributes selectors test.
+	names [][]byte
+	// all: keep every attribute (a "[" is followed by something whose
+	// name cannot be read simply: an escape, a comment, a namespace).
+	all bool
+}
+
+// newAttrKeeper reads the names after every "[" of src.
+func newAttrKeeper(src []byte) *attrKeeper {
+	k := &attrKeeper{}
+	for i := 0; ; {
+		j := bytes.IndexByte(src[i:], '[')
+		if j < 0 {
+			return k
+		}
+		i += j + 1
+		for i < len(src) && isCSSSpace(src[i]) {
+			i++
+		}
+		start := i
+		for i < len(src) && isNameByte(src[i]) {
+			i++
+		}
+		if i < len(src) {
+			switch c := src[i]; {
+			case c == '\\' || c == '/' || c == '*' && i == start:
+				k.all = true
+				return k
+			case c == '|' && (i+1 >= len(src) || src[i+1] != '='):
+				k.all = true // [ns|attr]
+				return k
+			}
+		}
+		if i > start {
+			k.names = append(k.names, bytes.ToLower(src[start:i]))
+		}
+	}
+}
+
+// isCSSSpace reports whether c is CSS white space.
+func isCSSSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' }
+
+// isNameByte reports whether c may be part of a CSS identifier without
+// escapes.
+func isNameByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c >= 0x80
+}
+
+// keeps reports whether the attribute name (as written) stays.
+func (k *attrKeeper) keeps(name []byte) bool {
+	if k.all || bytes.IndexByte(name, ':') >= 0 || !plainName(name) {
+		// Foreign attributes (xml:lang, xlink:href) lose their prefix in
+		// the tree; NUL becomes U+FFFD there.
+		return true
+	}
+	var buf [16]byte
+	if len(name) > len(buf) {
+		return k.listed(bytes.ToLower(name))
+	}
+	l := buf[:len(name)]
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		l[i] = c
+	}
+	switch string(l) {
+	case "class", "id", "style", // selectors, quirks mode, the cascade
+		"lang",                                       // :lang()
+		"media", "type", "data-inline", "data-embed", // which <style> elements count; <input type=hidden> in tables
+		"color", "face", "size", // <font> ends foreign content
+		"encoding": // <annotation-xml> is an HTML integration point
+		return true
+	}
+	return k.listed(l)
+}
+
+// plainName reports whether name is printable ASCII.
+func plainName(name []byte) bool {
+	for _, c := range name {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// listed reports whether the lower-case name follows a "[".
+func (k *attrKeeper) listed(name []byte) bool {
+	for _, n := range k.names {
+		if bytes.Equal(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// strip appends to marked the start tag src[nameEnd:end] (its attributes
+// attrs) without the attributes k does not keep, and returns end; it
+// appends nothing and returns nameEnd when nothing is left out, when an
+// attribute name starts with "=", or when leaving attributes out would
+// change whether the tag reads as self-closing.
+func (k *attrKeeper) strip(marked *[]byte, src []byte, end, nameEnd int, attrs []htmlscan.Attr) int {
+	drop := false
+	for _, a := range attrs {
+		if a.KeyStart < a.KeyEnd && src[a.KeyStart] == '=' {
+			// A name that starts with "=" would become the value of
+			// whatever ends up before it (the marker, or a kept name).
+			return nameEnd
+		}
+		if !k.keeps(src[a.KeyStart:a.KeyEnd]) {
+			drop = true
+		}
+	}
+	if !drop {
+		return nameEnd
+	}
+	b := *marked
+	mark := len(b)
+	pos := nameEnd
+	for _, a := range attrs {
+		if a.KeyStart == a.KeyEnd || k.keeps(src[a.KeyStart:a.KeyEnd]) {
+			continue
+		}
+		b = append(b, src[pos:a.KeyStart]...)
+		pos = a.End
+	}
+	b = append(b, src[pos:end]...)
+	if (b[len(b)-2] == '/') != (src[end-2] == '/') {
+		*marked = b[:mark]
+		return nameEnd
+	}
+	*marked = b
+	return end
 }
 
 // shortToken returns a shorter token that builds the same element tree as
