@@ -60,27 +60,30 @@ func scanHTML(src []byte) scanResult {
 	// In a document with a CDATA section the parser's tokens may differ
 	// from this pass's (it reads CDATA in foreign content): nothing is
 	// shortened there.
-	shorten := !bytes.Contains(src, []byte("<![CDATA["))
-	var keep *attrKeeper
-	if shorten {
-		keep = newAttrKeeper(src)
+	if !bytes.Contains(src, []byte("<![CDATA[")) {
+		if r, ok := scanMarked(src, true, newAttrKeeper(src)); ok {
+			return r
+		}
 	}
-	return scanMarked(src, shorten, keep)
+	r, _ := scanMarked(src, false, nil)
+	return r
 }
 
 // scanMarked is scanHTML, shortening text and comments when shorten is set
 // and leaving out the attributes keep does not keep when it is not nil.
-func scanMarked(src []byte, shorten bool, keep *attrKeeper) scanResult {
-	var r scanResult
+// With shorten set, it gives up (ok false) on a start tag whose first
+// attribute name starts with "=": the marker put before it takes it as its
+// value, so the parser's tokens differ from this pass's there.
+func scanMarked(src []byte, shorten bool, keep *attrKeeper) (r scanResult, ok bool) {
 	r.prefix = markerPrefix(src)
 	if r.prefix == "" {
-		return r
+		return r, true
 	}
 	tags := bytes.Count(src, []byte{'<'})
 	r.tags = make([]tagRec, 0, tags)
 	r.marked = make([]byte, 0, len(src)+tags*(len(markPrefix)+5))
 	z := htmlscan.Scanner{In: src}
-	if keep != nil {
+	if shorten || keep != nil {
 		z.WantAttrs = func([]byte) bool { return true }
 	}
 	copied, open, revealed, started := 0, -1, 0, false
@@ -118,6 +121,9 @@ func scanMarked(src []byte, shorten bool, keep *attrKeeper) scanResult {
 			}
 		}
 		if tt == htmlscan.StartTag {
+			if shorten && len(z.Attrs) > 0 && z.Attrs[0].KeyStart < z.Attrs[0].KeyEnd && src[z.Attrs[0].KeyStart] == '=' {
+				return r, false
+			}
 			nameEnd := z.NameEnd
 			idx := len(r.tags)
 			r.tags = append(r.tags, tagRec{start: off, end: off + n, nameEnd: nameEnd})
@@ -138,7 +144,7 @@ func scanMarked(src []byte, shorten bool, keep *attrKeeper) scanResult {
 			revealed = max(0, revealed+conditionalDepth(src[off:off+n]))
 		}
 		if shorten && (tt == htmlscan.Text || tt == htmlscan.Comment) {
-			if keep, short := shortToken(tt, src[off:off+n]); short != "" {
+			if keep, short, ok := shortToken(tt, src[off:off+n]); ok {
 				r.marked = append(r.marked, src[copied:off+keep]...)
 				r.marked = append(r.marked, short...)
 				copied = off + n
@@ -146,7 +152,7 @@ func scanMarked(src []byte, shorten bool, keep *attrKeeper) scanResult {
 		}
 	}
 	r.marked = append(r.marked, src[copied:]...)
-	return r
+	return r, true
 }
 
 // attrKeeper decides which attributes the parse tree needs: those that
@@ -294,42 +300,46 @@ func (k *attrKeeper) strip(marked *[]byte, src []byte, end, nameEnd int, attrs [
 }
 
 // shortToken returns a shorter token that builds the same element tree as
-// the text or comment token raw, for the copy given to the parser; ok is
-// "" when raw stays: the shorter token is raw[:keep] followed by short. The parser and the selectors never look inside a
-// comment (":empty" skips comments), so one becomes "<!---->". Of a text
-// token they look only at its leading HTML white space (kept), whether
-// anything follows it (in a table, in the head, at the start of a <pre>,
-// for :empty), NUL and CR characters and character references (text with
-// those stays); text with a printable ASCII character after its leading
-// white space is non-blank to every such test, and so is "x".
-func shortToken(tt htmlscan.Kind, raw []byte) (keep int, short string) {
+// the text or comment token raw, for the copy given to the parser:
+// raw[:keep] followed by short; ok is false when raw stays. The parser and
+// the selectors never look inside a comment (":empty" skips comments), so
+// one becomes "<!---->". Of a text token they look only at its leading HTML
+// white space (whether there is any, whether it starts with a newline and
+// whether more follows: the first newline of a <pre> is dropped), whether
+// anything follows that white space (in a table, in the head, for
+// :empty), NUL and CR characters and character references (text with those
+// stays). So white space keeps its first two characters, and text with a
+// printable ASCII character after its leading white space, non-blank to
+// every such test, becomes that white space so cut and "x".
+func shortToken(tt htmlscan.Kind, raw []byte) (keep int, short string, ok bool) {
 	const shortComment = "<!---->"
 	if tt == htmlscan.Comment {
 		if len(raw) > len(shortComment) && bytes.HasPrefix(raw, []byte("<!--")) {
-			return 0, shortComment
+			return 0, shortComment, true
 		}
-		return 0, ""
+		return 0, "", false
 	}
 	ws := 0
 	for ws < len(raw) && isHTMLSpace(raw[ws]) {
+		if raw[ws] == '\r' {
+			return 0, "", false
+		}
 		ws++
 	}
-	if len(raw)-ws <= 1 {
-		return 0, ""
+	if ws == len(raw) {
+		return 2, "", ws > 2
 	}
 	printable := false
 	for _, c := range raw[ws:] {
 		switch {
 		case c == '<' || c == '&' || c == 0 || c == '\r':
-			return 0, ""
+			return 0, "", false
 		case '!' <= c && c <= '~':
 			printable = true
 		}
 	}
-	if !printable {
-		return 0, ""
-	}
-	return ws, "x"
+	keep = min(ws, 2)
+	return keep, "x", printable && keep+1 < len(raw)
 }
 
 // markerPrefix returns markPrefix, lengthened with zeros until src does not
