@@ -102,7 +102,6 @@ type cascadeState struct {
 	inline         []decl
 	toks           []tok
 	attrs          []rawAttr
-	buf            []byte
 }
 
 // cascade matches every rendered element against the inlinable selectors,
@@ -114,9 +113,9 @@ func (d *document) cascade() {
 		b := newBuckets(d.rules, d.flags)
 		bs = &b
 	}
-	st := cascadeState{}
+	st := &d.st
 	for _, e := range d.elems {
-		d.matchElement(bs, &st, e.n)
+		d.matchElement(bs, st, e.n)
 		if len(st.matched) == 0 {
 			continue
 		}
@@ -129,7 +128,7 @@ func (d *document) cascade() {
 		for _, m := range st.matched {
 			d.flags[d.rules[m.rule].members[m.member].index] |= flagUsed
 		}
-		d.resolve(&st, e)
+		d.resolve(st, e)
 	}
 }
 
@@ -287,7 +286,8 @@ func (d *document) resolve(st *cascadeState, e elem) {
 func (d *document) styleAttrEdit(st *cascadeState, ti int) edit {
 	t := d.scan.tags[ti]
 	st.attrs = scanAttrs(d.src, t.start, t.end, t.nameEnd, st.attrs[:0])
-	b := st.buf[:0]
+	b := d.arena
+	from := len(b)
 	ed := edit{start: t.nameEnd, end: t.nameEnd}
 	found := false
 	for _, a := range st.attrs {
@@ -324,8 +324,8 @@ func (d *document) styleAttrEdit(st *cascadeState, ti int) edit {
 		}
 	}
 	b = append(b, '"')
-	ed.text = slices.Clone(b)
-	st.buf = b
+	ed.text = b[from:len(b):len(b)]
+	d.arena = b
 	return ed
 }
 

@@ -2,6 +2,7 @@ package inline
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,6 +42,42 @@ type document struct {
 	keepSome bool
 	tagEdits []edit
 	p        cssParser
+
+	// Scratch reused by the next document when this one goes back to
+	// its Inliner's pool.
+	st    cascadeState
+	texts [][]byte
+	edits []edit
+	arena []byte // the text of tagEdits
+}
+
+// maxPooledBytes bounds the marked copy of a document whose buffers are
+// kept for reuse: one huge message does not pin its memory.
+const maxPooledBytes = 256 << 10
+
+// reset makes d ready for src, keeping its buffers.
+func (d *document) reset(src []byte) {
+	d.scan.reset()
+	clear(d.elems)
+	clear(d.texts)
+	clear(d.sheets)
+	clear(d.p.names)
+	clear(d.st.entries[:cap(d.st.entries)])
+	clear(d.st.out[:cap(d.st.out)])
+	clear(d.st.inline[:cap(d.st.inline)])
+	*d = document{
+		src:      src,
+		scan:     d.scan,
+		elems:    d.elems[:0],
+		sheets:   d.sheets[:0],
+		flags:    d.flags[:0],
+		tagEdits: d.tagEdits[:0],
+		p:        cssParser{toks: d.p.toks[:0], stack: d.p.stack[:0], names: d.p.names},
+		st:       d.st,
+		texts:    d.texts[:0],
+		edits:    d.edits[:0],
+		arena:    d.arena[:0],
+	}
 }
 
 // Per-document flags of a selector member.
@@ -64,18 +101,44 @@ type sheet struct {
 
 // newDocument runs the tokenizer pass over src.
 func newDocument(src []byte) *document {
-	return &document{src: src, scan: scanHTML(src)}
+	d := &document{}
+	d.init(src)
+	return d
+}
+
+// init resets d for src and runs the tokenizer pass.
+func (d *document) init(src []byte) {
+	d.reset(src)
+	d.scan.scanInto(src)
+}
+
+// getDocument returns a document for src from in's pool.
+func (in *Inliner) getDocument(src []byte) *document {
+	d, _ := in.pool.Get().(*document)
+	if d == nil {
+		d = &document{}
+	}
+	d.init(src)
+	return d
+}
+
+// putDocument gives d back to in's pool, without what it points to.
+func (in *Inliner) putDocument(d *document) {
+	if cap(d.scan.marked) > maxPooledBytes {
+		return
+	}
+	d.reset(nil)
+	in.pool.Put(d)
 }
 
 // parse parses the marked copy of the input and ties its elements to their
 // start tags.
 func (d *document) parse() error {
 	root, err := html.Parse(bytes.NewReader(d.scan.marked))
-	d.scan.marked = nil
 	if err != nil {
 		return err
 	}
-	d.elems = make([]elem, 0, len(d.scan.tags))
+	d.elems = slices.Grow(d.elems[:0], len(d.scan.tags))
 	d.quirks = quirksDoctype(d.scan.doctype)
 	d.p.quirks = d.quirks
 	d.walk(root, false)
@@ -151,7 +214,8 @@ func (d *document) bind(n *html.Node) int {
 // loadSheets finds the <style> elements that take part in inlining and
 // gets their compiled rules from in.
 func (d *document) loadSheets(in *Inliner) {
-	var texts [][]byte
+	texts := d.texts[:0]
+	defer func() { d.texts = texts }()
 	for si, s := range d.scan.styles {
 		n := d.scan.tags[s.tag].node
 		if s.revealed || n == nil || n.Namespace != "" || n.Data != "style" || !d.processable(n) {
@@ -167,7 +231,8 @@ func (d *document) loadSheets(in *Inliner) {
 	d.set = in.sheetSet(texts, d.quirks)
 	d.rules = d.set.rules
 	d.p.base = d.set.names
-	d.flags = make([]uint8, d.set.members)
+	d.flags = slices.Grow(d.flags[:0], d.set.members)[:d.set.members]
+	clear(d.flags)
 	if len(d.elems) > manyLimit {
 		d.costly = true
 	}

@@ -35,7 +35,8 @@ func applyEdits(src []byte, edits []edit) []byte {
 // selector lists lose their inlined members, and an emptied element is
 // removed unless keep is set.
 func (d *document) styleEdits(keep bool) []edit {
-	var edits []edit
+	edits := d.edits[:0]
+	defer func() { d.edits = edits }()
 	ri := 0
 	for si, sh := range d.sheets {
 		text := sh.text

@@ -73,6 +73,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // DefaultMaxInputBytes is the input size limit used when
@@ -105,6 +106,7 @@ type Options struct {
 type Inliner struct {
 	opts  Options
 	cache *sheetCache // nil when disabled
+	pool  sync.Pool   // of *document: scratch buffers of finished calls
 }
 
 // New returns an Inliner with opts, defaults filled in.
@@ -135,7 +137,8 @@ func (in *Inliner) Inline(html []byte) ([]byte, error) {
 	if !hasStyleTag(html) {
 		return html, nil
 	}
-	d := newDocument(html)
+	d := in.getDocument(html)
+	defer in.putDocument(d)
 	if len(d.scan.styles) == 0 || d.scan.prefix == "" {
 		return html, nil
 	}

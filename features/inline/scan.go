@@ -2,6 +2,7 @@ package inline
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 
 	"golang.org/x/net/html"
@@ -48,6 +49,16 @@ type scanResult struct {
 	// doctype is the DOCTYPE token, when it is the first token that is
 	// not white space or a comment (the only place where it counts).
 	doctype []byte
+
+	attrs []htmlscan.Attr // scratch for the tokenizer
+	keep  attrKeeper      // scratch for scanInto
+}
+
+// reset empties r, keeping its buffers, and forgets what points into a
+// document.
+func (r *scanResult) reset() {
+	clear(r.tags)
+	*r = scanResult{tags: r.tags[:0], styles: r.styles[:0], marked: r.marked[:0], attrs: r.attrs[:0], keep: attrKeeper{names: r.keep.names[:0], buf: r.keep.buf[:0]}}
 }
 
 // scanHTML tokenizes src once, recording the offsets of start tags and of
@@ -57,16 +68,24 @@ type scanResult struct {
 // comments of the marked copy are shortened where that cannot change the
 // tree (see shortToken).
 func scanHTML(src []byte) scanResult {
+	var r scanResult
+	r.scanInto(src)
+	return r
+}
+
+// scanInto is scanHTML into r, whose buffers it reuses.
+func (r *scanResult) scanInto(src []byte) {
 	// In a document with a CDATA section the parser's tokens may differ
 	// from this pass's (it reads CDATA in foreign content): nothing is
 	// shortened there.
 	if !bytes.Contains(src, []byte("<![CDATA[")) {
-		if r, ok := scanMarked(src, true, newAttrKeeper(src)); ok {
-			return r
+		r.keep.read(src)
+		if r.scanMarked(src, true, &r.keep) {
+			return
 		}
+		r.reset()
 	}
-	r, _ := scanMarked(src, false, nil)
-	return r
+	r.scanMarked(src, false, nil)
 }
 
 // scanMarked is scanHTML, shortening text and comments when shorten is set
@@ -74,15 +93,16 @@ func scanHTML(src []byte) scanResult {
 // With shorten set, it gives up (ok false) on a start tag whose first
 // attribute name starts with "=": the marker put before it takes it as its
 // value, so the parser's tokens differ from this pass's there.
-func scanMarked(src []byte, shorten bool, keep *attrKeeper) (r scanResult, ok bool) {
+func (r *scanResult) scanMarked(src []byte, shorten bool, keep *attrKeeper) (ok bool) {
 	r.prefix = markerPrefix(src)
 	if r.prefix == "" {
-		return r, true
+		return true
 	}
 	tags := bytes.Count(src, []byte{'<'})
-	r.tags = make([]tagRec, 0, tags)
-	r.marked = make([]byte, 0, len(src)+tags*(len(markPrefix)+5))
-	z := htmlscan.Scanner{In: src}
+	r.tags = slices.Grow(r.tags[:0], tags)
+	r.marked = slices.Grow(r.marked[:0], len(src)+tags*(len(markPrefix)+5))
+	z := htmlscan.Scanner{In: src, Attrs: r.attrs[:0]}
+	defer func() { r.attrs = z.Attrs[:0] }()
 	if shorten || keep != nil {
 		z.WantAttrs = func([]byte) bool { return true }
 	}
@@ -122,7 +142,7 @@ func scanMarked(src []byte, shorten bool, keep *attrKeeper) (r scanResult, ok bo
 		}
 		if tt == htmlscan.StartTag {
 			if shorten && len(z.Attrs) > 0 && z.Attrs[0].KeyStart < z.Attrs[0].KeyEnd && src[z.Attrs[0].KeyStart] == '=' {
-				return r, false
+				return false
 			}
 			nameEnd := z.NameEnd
 			idx := len(r.tags)
@@ -152,7 +172,7 @@ func scanMarked(src []byte, shorten bool, keep *attrKeeper) (r scanResult, ok bo
 		}
 	}
 	r.marked = append(r.marked, src[copied:]...)
-	return r, true
+	return true
 }
 
 // attrKeeper decides which attributes the parse tree needs: those that
@@ -163,20 +183,29 @@ func scanMarked(src []byte, shorten bool, keep *attrKeeper) (r scanResult, ok bo
 // clause) with or without the others.
 type attrKeeper struct {
 	// names are the lower-case names after a "[" anywhere in the
-	// document: a superset of the attributes selectors test.
-	names [][]byte
+	// document, a superset of the attributes selectors test, as spans of
+	// buf.
+	names [][2]int
+	buf   []byte
 	// all: keep every attribute (a "[" is followed by something whose
 	// name cannot be read simply: an escape, a comment, a namespace).
 	all bool
 }
 
-// newAttrKeeper reads the names after every "[" of src.
+// newAttrKeeper returns the attrKeeper of src.
 func newAttrKeeper(src []byte) *attrKeeper {
 	k := &attrKeeper{}
+	k.read(src)
+	return k
+}
+
+// read sets k to keep the names after every "[" of src.
+func (k *attrKeeper) read(src []byte) {
+	k.names, k.buf, k.all = k.names[:0], k.buf[:0], false
 	for i := 0; ; {
 		j := bytes.IndexByte(src[i:], '[')
 		if j < 0 {
-			return k
+			return
 		}
 		i += j + 1
 		for i < len(src) && isCSSSpace(src[i]) {
@@ -190,14 +219,21 @@ func newAttrKeeper(src []byte) *attrKeeper {
 			switch c := src[i]; {
 			case c == '\\' || c == '/' || c == '*' && i == start:
 				k.all = true
-				return k
+				return
 			case c == '|' && (i+1 >= len(src) || src[i+1] != '='):
 				k.all = true // [ns|attr]
-				return k
+				return
 			}
 		}
 		if i > start {
-			k.names = append(k.names, bytes.ToLower(src[start:i]))
+			from := len(k.buf)
+			for _, c := range src[start:i] {
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				k.buf = append(k.buf, c)
+			}
+			k.names = append(k.names, [2]int{from, len(k.buf)})
 		}
 	}
 }
@@ -253,7 +289,7 @@ func plainName(name []byte) bool {
 // listed reports whether the lower-case name follows a "[".
 func (k *attrKeeper) listed(name []byte) bool {
 	for _, n := range k.names {
-		if bytes.Equal(n, name) {
+		if bytes.Equal(k.buf[n[0]:n[1]], name) {
 			return true
 		}
 	}
@@ -345,6 +381,9 @@ func shortToken(tt htmlscan.Kind, raw []byte) (keep int, short string, ok bool) 
 // markerPrefix returns markPrefix, lengthened with zeros until src does not
 // contain it in any letter case, or "" after a few tries.
 func markerPrefix(src []byte) string {
+	if !containsFold(src, []byte(markPrefix)) {
+		return markPrefix
+	}
 	p := []byte(markPrefix)
 	for range 8 {
 		if !containsFold(src, p) {

@@ -7,35 +7,27 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
-	"go.uber.org/zap"
 
 	"github.com/smtpgate/smtpgate/store"
 )
 
-// States of a request, moved on by compare-and-swap so that a caller who
-// gives up and a writer never both own it.
-const (
-	stateQueued    int32 = iota
-	stateTaken           // a writer will report a result
-	stateAbandoned       // the caller gave up; the writer skips it
-)
-
-// request is one Accept or AddEvents waiting for a writer.
+// request is one Accept, AddEvents or CompleteAttempt for the group
+// committer.
 type request struct {
 	row      *row  // an Accept, or
 	events   []any // the arguments of insertEvents for an AddEvents, or
 	complete []any // the arguments of completeAttempt for a CompleteAttempt
 	nEvent   int   // the number of events given to AddEvents or CompleteAttempt
 	size     int   // raw bytes, for the batch limit
-	state    atomic.Int32
-	done     chan result // buffered: the writer never blocks on it
 }
+
+// requestSize is what a request counts against maxBatchBytes.
+func requestSize(r *request) int { return r.size }
 
 // result is what a writer reports for one request.
 type result struct {
@@ -45,7 +37,7 @@ type result struct {
 	deliveryIDs []int64  // Accept: the delivery ids, in the order given
 	messageID   string   // CompleteAttempt: the delivery's message
 	login       string   // CompleteAttempt: the delivery's login
-	err         error
+	err         error    // AddEvents, CompleteAttempt: the write failed alone
 }
 
 // row is one message encoded for the batch statements, made by the
@@ -146,12 +138,9 @@ func (db *DB) Accept(ctx context.Context, msg *store.Message) error {
 	if err != nil {
 		return err
 	}
-	res, err := db.submit(ctx, req)
+	res, err := db.commits.Submit(ctx, req)
 	if err != nil {
 		return fmt.Errorf("postgres: accept %s: %w", msg.ID, err)
-	}
-	if res.err != nil {
-		return res.err
 	}
 	if len(res.eventSeqs) != len(msg.Events) || len(res.deliveryIDs) != len(msg.Deliveries) {
 		// Cannot happen: the statement inserts one row per element.
@@ -166,39 +155,6 @@ func (db *DB) Accept(ctx context.Context, msg *store.Message) error {
 		d.ID, d.MessageID, d.Login, d.Created, d.Updated = res.deliveryIDs[i], msg.ID, msg.Login, created, created
 	}
 	return nil
-}
-
-// submit queues req for a writer and waits for its result. If ctx ends
-// while req is still queued, submit returns the context's error and req is
-// never written; once a writer has taken it, submit waits for the true
-// outcome whatever ctx does. It returns store.ErrClosed after Close.
-func (db *DB) submit(ctx context.Context, req *request) (result, error) {
-	if err := ctx.Err(); err != nil {
-		return result{}, err
-	}
-	db.mu.RLock()
-	if db.closed.Load() {
-		db.mu.RUnlock()
-		return result{}, store.ErrClosed
-	}
-	db.senders.Add(1)
-	db.mu.RUnlock()
-	select {
-	case db.queue <- req:
-		db.senders.Done()
-	case <-ctx.Done():
-		db.senders.Done()
-		return result{}, ctx.Err()
-	}
-	select {
-	case res := <-req.done:
-		return res, nil
-	case <-ctx.Done():
-		if req.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			return result{}, ctx.Err()
-		}
-		return <-req.done, nil // already being committed: report the truth
-	}
 }
 
 // encodeRequest validates msg and encodes it for a writer. created is the
@@ -265,7 +221,7 @@ func encodeRequest(msg *store.Message, now time.Time) (req *request, created tim
 		r.deliveries = append(r.deliveries, deliveryRow{route: clean(d.Route), domain: clean(d.Domain), recipients: rcpts,
 			state: clean(d.State), lastReply: clean(d.LastReply), attempts: int32(d.Attempts), next: d.NextAttempt, expires: d.Expires})
 	}
-	return &request{row: &r, size: len(r.raw) + len(r.original), done: make(chan result, 1)}, created, nil
+	return &request{row: &r, size: len(r.raw) + len(r.original)}, created, nil
 }
 
 // deliveryDefaults fills in what Accept defaults in a delivery of msg: an
@@ -323,81 +279,6 @@ func nonNilSlice[T any](s []T) []T {
 		return []T{}
 	}
 	return s
-}
-
-// writer commits queued Accepts in groups until Close.
-func (db *DB) writer() {
-	batch := make([]*request, 0, db.maxBatch)
-	for {
-		select {
-		case r := <-db.queue:
-			db.commit(db.collect(append(batch[:0], r)))
-		case <-db.stop:
-			// Close guarantees nothing more is sent: drain and exit.
-			for {
-				select {
-				case r := <-db.queue:
-					db.commit(db.collect(append(batch[:0], r)))
-				default:
-					return
-				}
-			}
-		}
-	}
-}
-
-// collect adds queued requests to batch without waiting, up to the limits.
-func (db *DB) collect(batch []*request) []*request {
-	size := batch[0].size
-	for len(batch) < db.maxBatch && size < maxBatchBytes {
-		select {
-		case r := <-db.queue:
-			batch = append(batch, r)
-			size += r.size
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
-// commit writes a batch in one transaction and releases its callers. If the
-// transaction fails, each request is retried in a transaction of its own so
-// that every caller gets its own true result.
-func (db *DB) commit(batch []*request) {
-	live := batch[:0]
-	for _, r := range batch {
-		if r.state.CompareAndSwap(stateQueued, stateTaken) {
-			live = append(live, r)
-		}
-	}
-	if len(live) == 0 {
-		return
-	}
-	start := time.Now()
-	results, err := db.insert(live)
-	if err == nil {
-		for i, r := range live {
-			r.done <- results[i]
-		}
-		if d := time.Since(start); d > time.Second {
-			db.log.Warn("slow group commit", zap.Int("writes", len(live)), zap.Duration("took", d))
-		}
-		return
-	}
-	if len(live) == 1 {
-		live[0].done <- result{err: err}
-		return
-	}
-	db.log.Info("group commit failed; retrying one by one", zap.Int("writes", len(live)), zap.Error(err))
-	for _, r := range live {
-		results, err := db.insert([]*request{r})
-		if err != nil {
-			r.done <- result{err: err}
-			continue
-		}
-		r.done <- results[0]
-	}
 }
 
 // insert commits batch in one transaction, its statements sent as one
@@ -510,13 +391,13 @@ func (db *DB) insert(batch []*request) ([]result, error) {
 	}
 	if err := db.sendTx(ctx, b); err != nil {
 		if len(batch) == 1 && batch[0].row != nil && isUniqueViolation(err) {
-			return nil, fmt.Errorf("postgres: accept %s: %w", batch[0].row.id, store.ErrDuplicateID)
+			return nil, store.ErrDuplicateID
 		}
 		if len(batch) == 1 && batch[0].events != nil && isForeignKeyViolation(err) {
 			// A message was deleted while its events went in.
 			return nil, store.ErrNotFound
 		}
-		return nil, fmt.Errorf("postgres: group commit of %d: %w", len(batch), err)
+		return nil, fmt.Errorf("group commit of %d: %w", len(batch), err)
 	}
 	return results, nil
 }

@@ -96,7 +96,7 @@ func (db *DB) AddEvents(ctx context.Context, events ...*store.Event) error {
 	if err != nil {
 		return fmt.Errorf("postgres: add events: %w", err)
 	}
-	res, err := db.submit(ctx, &request{events: args, nEvent: len(events), done: make(chan result, 1)})
+	res, err := db.commits.Submit(ctx, &request{events: args, nEvent: len(events)})
 	if err != nil {
 		return fmt.Errorf("postgres: add events: %w", err)
 	}

@@ -64,13 +64,13 @@ import (
 	"hash/fnv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
 	"github.com/smtpgate/smtpgate/store"
+	"github.com/smtpgate/smtpgate/store/internal/groupcommit"
 )
 
 const (
@@ -95,14 +95,7 @@ type DB struct {
 	lockKey int64 // the advisory lock that orders Seq; derived from schema
 	trgm    bool  // pg_trgm indexes serve the search columns
 
-	maxBatch int
-	queue    chan *request
-	stop     chan struct{}  // closed by Close: the writers drain and exit
-	writers  sync.WaitGroup // the writer goroutines
-
-	mu      sync.RWMutex
-	closed  atomic.Bool
-	senders sync.WaitGroup // writes between the closed check and the queue
+	commits *groupcommit.Committer[*request, result] // the writer goroutines
 	once    sync.Once
 }
 
@@ -144,20 +137,15 @@ func open(ctx context.Context, dsn string, log *zap.Logger, opt options) (*DB, e
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	db := &DB{
-		pool:     pool,
-		log:      log,
-		maxBatch: opt.maxBatch,
-		queue:    make(chan *request, queueSize),
-		stop:     make(chan struct{}),
-	}
+	db := &DB{pool: pool, log: log}
 	if err := db.init(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	for range opt.writers {
-		db.writers.Go(db.writer)
-	}
+	db.commits = groupcommit.New(groupcommit.Config[*request, result]{
+		Run: db.insert, Size: requestSize, MaxRequests: opt.maxBatch, MaxBytes: maxBatchBytes,
+		QueueSize: queueSize, Writers: opt.writers, Log: log,
+	})
 	log.Info("store opened", zap.String("driver", "postgres"), zap.String("host", cfg.ConnConfig.Host),
 		zap.String("database", cfg.ConnConfig.Database), zap.String("schema", db.schema), zap.Bool("trigram", db.trgm))
 	return db, nil
@@ -207,12 +195,7 @@ func (db *DB) Schema() string { return db.schema }
 // closes the pool. Later calls do nothing. It always returns nil.
 func (db *DB) Close() error {
 	db.once.Do(func() {
-		db.mu.Lock()
-		db.closed.Store(true)
-		db.mu.Unlock()
-		db.senders.Wait() // no Accept can reach the queue after this
-		close(db.stop)
-		db.writers.Wait()
+		db.commits.Close() // commits what is queued; later writes get store.ErrClosed
 		db.pool.Close()
 		db.log.Info("store closed", zap.String("driver", "postgres"), zap.String("schema", db.schema))
 	})
@@ -221,7 +204,7 @@ func (db *DB) Close() error {
 
 // usable returns store.ErrClosed once Close has begun.
 func (db *DB) usable(op string) error {
-	if db.closed.Load() {
+	if db.commits.Closed() {
 		return fmt.Errorf("postgres: %s: %w", op, store.ErrClosed)
 	}
 	return nil

@@ -174,12 +174,12 @@ func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o sto
 		typ[i], rcpt[i], times[i], ip[i] = clean(ev.Type), clean(ev.Recipient), ev.Time, clean(ev.IP)
 		ua[i], url[i], reply[i], detail[i] = clean(ev.UserAgent), clean(ev.URL), clean(ev.Reply), clean(ev.Detail)
 	}
-	req := &request{done: make(chan result, 1), complete: []any{
+	req := &request{complete: []any{
 		id, clean(owner), rcpts, o.State, o.NextAttempt, clean(o.Attempt.Reply), at, !o.NextAttempt.IsZero(),
 		clean(o.Attempt.Host), int64(o.Attempt.Duration),
 		typ, rcpt, times, ip, ua, url, reply, detail,
 	}, nEvent: n}
-	res, err := db.submit(ctx, req)
+	res, err := db.commits.Submit(ctx, req)
 	if err == nil {
 		err = res.err
 	}

@@ -68,7 +68,7 @@ func TestAcceptContextWhileQueued(t *testing.T) {
 	queuedCtx, cancelQueued := context.WithCancel(context.Background())
 	queuedErr := make(chan error, 1)
 	go func() { queuedErr <- db.Accept(queuedCtx, queued) }()
-	waitFor(t, "the second message in the queue", func() bool { return len(db.queue) == 1 })
+	waitFor(t, "the second message in the queue", func() bool { return db.commits.Queued() == 1 })
 	cancelQueued()
 	if err := <-queuedErr; !errors.Is(err, context.Canceled) {
 		t.Fatalf("queued Accept: %v, want context.Canceled", err)

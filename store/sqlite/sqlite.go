@@ -33,6 +33,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/smtpgate/smtpgate/store"
+	"github.com/smtpgate/smtpgate/store/internal/groupcommit"
 )
 
 // FileName is the name of the database file inside the store directory.
@@ -64,17 +65,13 @@ type DB struct {
 	stmts map[string]*sql.Stmt // writes, prepared on wdb
 	reads map[string]*sql.Stmt // reads, prepared on rdb
 
-	queue   chan *request
-	stop    chan struct{} // closed by Close: the writer drains and exits
-	stopped chan struct{} // closed by the writer when it has exited
-	ckDone  chan struct{} // closed by the checkpointer when it has exited
-	lastSeq int64         // owned by the writer goroutine
+	commits *groupcommit.Committer[*request, result] // the one writer goroutine
+	lastSeq int64                                    // owned by the writer goroutine
+	stop    chan struct{}                            // closed by Close: the checkpointer exits
+	ckDone  chan struct{}                            // closed by the checkpointer when it has exited
 
-	mu      sync.RWMutex
-	closed  bool
-	senders sync.WaitGroup // Accepts between the closed check and the queue
-	once    sync.Once
-	err     error // the result of Close
+	once sync.Once
+	err  error // the result of Close
 }
 
 var _ store.Store = (*DB)(nil)
@@ -141,9 +138,7 @@ func Open(ctx context.Context, dir string, log *zap.Logger) (*DB, error) {
 		wdb:     wdb,
 		rdb:     rdb,
 		cdb:     cdb,
-		queue:   make(chan *request, queueSize),
 		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
 		ckDone:  make(chan struct{}),
 		lastSeq: lastSeq,
 	}
@@ -151,7 +146,11 @@ func Open(ctx context.Context, dir string, log *zap.Logger) (*DB, error) {
 		_ = errors.Join(wdb.Close(), rdb.Close(), cdb.Close())
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 	}
-	go db.writer()
+	// One writer: SQLite never sees two, and Seqs increase in commit order.
+	db.commits = groupcommit.New(groupcommit.Config[*request, result]{
+		Run: db.run, Size: requestSize, MaxRequests: maxBatchMessages, MaxBytes: maxBatchBytes,
+		QueueSize: queueSize, Writers: 1, Log: log,
+	})
 	go db.checkpointer()
 	log.Info("store opened", zap.String("path", path), zap.Int64("last_seq", lastSeq))
 	return db, nil
@@ -263,12 +262,8 @@ func (db *DB) Path() string { return db.path }
 // and closes the database. Calling it again returns the first result.
 func (db *DB) Close() error {
 	db.once.Do(func() {
-		db.mu.Lock()
-		db.closed = true
-		db.mu.Unlock()
-		db.senders.Wait() // no Accept can reach the queue after this
+		db.commits.Close() // commits what is queued; later writes get store.ErrClosed
 		close(db.stop)
-		<-db.stopped
 		<-db.ckDone
 		// The writer connection closes last: SQLite then checkpoints the
 		// WAL into the database file and removes it.

@@ -6,41 +6,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
-	"go.uber.org/zap"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/smtpgate/smtpgate/store"
 )
 
-// States of a request, moved on by compare-and-swap so that a caller who
-// gives up and the writer never both own it.
-const (
-	stateQueued    int32 = iota
-	stateTaken           // the writer will report a result
-	stateAbandoned       // the caller gave up; the writer skips it
-)
-
-// request is one write waiting for the writer: an Accept (row) or another
-// write (op).
+// request is one write for the group committer: an Accept (row) or
+// another write (op).
 type request struct {
-	row   *row
-	op    func(ctx context.Context, tx *sql.Tx) error
-	state atomic.Int32
-	done  chan result // buffered: the writer never blocks on it
+	row *row
+	op  func(ctx context.Context, tx *sql.Tx) error
 }
 
 // result is what the writer reports for one request.
 type result struct {
 	seq int64 // the message's Seq, for an Accept
-	err error
+	err error // the op's own error, rolled back to its savepoint
 }
 
-// size is what a request counts against maxBatchBytes.
-func (r *request) size() int {
+// requestSize is what a request counts against maxBatchBytes.
+func requestSize(r *request) int {
 	if r.row == nil {
 		return 1024
 	}
@@ -78,9 +66,9 @@ func (db *DB) Accept(ctx context.Context, msg *store.Message) error {
 	if err != nil {
 		return err
 	}
-	res := db.submit(ctx, &request{row: r})
-	if res.err != nil {
-		return fmt.Errorf("sqlite: accept %s: %w", msg.ID, res.err)
+	res, err := db.commits.Submit(ctx, &request{row: r})
+	if err != nil {
+		return fmt.Errorf("sqlite: accept %s: %w", msg.ID, err)
 	}
 	msg.Seq = res.seq
 	for i, e := range msg.Events {
@@ -98,41 +86,14 @@ func (db *DB) Accept(ctx context.Context, msg *store.Message) error {
 // write runs op in the writer goroutine, inside the current group's
 // transaction under a savepoint: if op fails, its changes are rolled back
 // and only its caller sees the error. Results that op computes must be
-// assigned anew on every run (a failed group is retried one by one).
+// assigned anew on every run (a failed group is retried one by one). Like
+// Accept, write honours ctx only while op is still queued.
 func (db *DB) write(ctx context.Context, op func(ctx context.Context, tx *sql.Tx) error) error {
-	return db.submit(ctx, &request{op: op}).err
-}
-
-// submit queues req and waits for its result, honouring ctx while req is
-// still queued.
-func (db *DB) submit(ctx context.Context, req *request) result {
-	if err := ctx.Err(); err != nil {
-		return result{err: err}
+	res, err := db.commits.Submit(ctx, &request{op: op})
+	if err != nil {
+		return err
 	}
-	req.done = make(chan result, 1)
-	db.mu.RLock()
-	if db.closed {
-		db.mu.RUnlock()
-		return result{err: store.ErrClosed}
-	}
-	db.senders.Add(1)
-	db.mu.RUnlock()
-	select {
-	case db.queue <- req:
-		db.senders.Done()
-	case <-ctx.Done():
-		db.senders.Done()
-		return result{err: ctx.Err()}
-	}
-	select {
-	case res := <-req.done:
-		return res
-	case <-ctx.Done():
-		if req.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			return result{err: ctx.Err()}
-		}
-		return <-req.done // already being committed: report the truth
-	}
+	return res.err
 }
 
 // encodeRow validates msg and encodes it for the writer.
@@ -226,85 +187,6 @@ func fromNano(n int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n).UTC()
-}
-
-// writer is the one goroutine that commits. It takes every request queued
-// (within the batch limits) into one transaction.
-func (db *DB) writer() {
-	defer close(db.stopped)
-	batch := make([]*request, 0, maxBatchMessages)
-	for {
-		batch = batch[:0]
-		select {
-		case r := <-db.queue:
-			batch = db.collect(append(batch, r))
-		case <-db.stop:
-			// Close guarantees nothing more is sent: drain and exit.
-			for {
-				select {
-				case r := <-db.queue:
-					db.commit(db.collect(append(batch[:0], r)))
-				default:
-					return
-				}
-			}
-		}
-		db.commit(batch)
-	}
-}
-
-// collect adds queued requests to batch without waiting, up to the limits.
-func (db *DB) collect(batch []*request) []*request {
-	bytes := batch[0].size()
-	for len(batch) < maxBatchMessages && bytes < maxBatchBytes {
-		select {
-		case r := <-db.queue:
-			batch = append(batch, r)
-			bytes += r.size()
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
-// commit writes a batch in one transaction and releases its callers. If the
-// transaction fails, each request is retried in a transaction of its own so
-// that every caller gets its own true result.
-func (db *DB) commit(batch []*request) {
-	live := batch[:0]
-	for _, r := range batch {
-		if r.state.CompareAndSwap(stateQueued, stateTaken) {
-			live = append(live, r)
-		}
-	}
-	if len(live) == 0 {
-		return
-	}
-	start := time.Now()
-	results, err := db.run(live)
-	if err == nil {
-		for i, r := range live {
-			r.done <- results[i]
-		}
-		if d := time.Since(start); d > time.Second {
-			db.log.Warn("slow group commit", zap.Int("requests", len(live)), zap.Duration("took", d))
-		}
-		return
-	}
-	if len(live) == 1 {
-		live[0].done <- result{err: err}
-		return
-	}
-	db.log.Warn("group commit failed; retrying one by one", zap.Int("requests", len(live)), zap.Error(err))
-	for _, r := range live {
-		results, err := db.run([]*request{r})
-		if err != nil {
-			r.done <- result{err: err}
-			continue
-		}
-		r.done <- results[0]
-	}
 }
 
 // run executes batch in one transaction. An Accept that fails fails the
