@@ -17,20 +17,8 @@ import (
 // store.ErrNotFound if the inbox does not hold the message or scope does not
 // allow its login.
 func (db *DB) DeleteInboxMessage(ctx context.Context, inbox, id string, scope store.Scope) error {
-	if !scopeSeesAnything(scope) {
-		return store.ErrNotFound
-	}
 	inbox = store.NormalizeInbox(inbox)
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var seq int64
-		var login string
-		err := db.txQueryRow(ctx, tx, selectInboxEntry, inbox, id).Scan(&seq, &login)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && !scope.Allows(login) {
-			return store.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
+	err := db.writeInboxEntry(ctx, inbox, id, scope, func(ctx context.Context, tx *sql.Tx, seq int64) error {
 		if _, err := db.txExec(ctx, tx, deleteInboxEntry, inbox, seq); err != nil {
 			return err
 		}
@@ -40,6 +28,29 @@ func (db *DB) DeleteInboxMessage(ctx context.Context, inbox, id string, scope st
 		return fmt.Errorf("sqlite: delete %s from %s: %w", id, inbox, err)
 	}
 	return err
+}
+
+// writeInboxEntry runs op in the writer on the entry of message id in
+// inbox (already normalised), given the message's seq. It returns
+// store.ErrNotFound, and does not run op, if the inbox does not hold the
+// message or scope does not allow its login.
+func (db *DB) writeInboxEntry(ctx context.Context, inbox, id string, scope store.Scope,
+	op func(ctx context.Context, tx *sql.Tx, seq int64) error) error {
+	if !scopeSeesAnything(scope) {
+		return store.ErrNotFound
+	}
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var seq int64
+		var login string
+		err := db.txQueryRow(ctx, tx, selectInboxEntry, inbox, id).Scan(&seq, &login)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && !scope.Allows(login) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return op(ctx, tx, seq)
+	})
 }
 
 // deleteOrphans removes the captured messages among seqs that no inbox
@@ -179,21 +190,9 @@ func (db *DB) DeleteInbox(ctx context.Context, inbox string, scope store.Scope) 
 // SetRead marks one inbox entry read or unread: store.ErrNotFound if the
 // inbox does not hold the message or scope does not allow its login.
 func (db *DB) SetRead(ctx context.Context, inbox, id string, scope store.Scope, read bool) error {
-	if !scopeSeesAnything(scope) {
-		return store.ErrNotFound
-	}
 	inbox = store.NormalizeInbox(inbox)
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var seq int64
-		var login string
-		err := db.txQueryRow(ctx, tx, selectInboxEntry, inbox, id).Scan(&seq, &login)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && !scope.Allows(login) {
-			return store.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		_, err = db.txExec(ctx, tx, setRead, read, inbox, seq)
+	err := db.writeInboxEntry(ctx, inbox, id, scope, func(ctx context.Context, tx *sql.Tx, seq int64) error {
+		_, err := db.txExec(ctx, tx, setRead, read, inbox, seq)
 		return err
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -107,23 +107,9 @@ func (db *DB) Events(ctx context.Context, q store.EventQuery) ([]*store.Event, e
 		args = append(args, logins)
 	}
 	query += ` ORDER BY seq LIMIT ?`
-	args = append(args, limit)
-	rows, err := db.rdb.QueryContext(ctx, query, args...)
+	out, err := queryScoped(ctx, db, q.Scope, scanEvent, func(e *store.Event) string { return e.Login },
+		query, append(args, limit)...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: events: %w", err)
-	}
-	defer rows.Close()
-	out := []*store.Event{}
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: events: %w", err)
-		}
-		if q.Scope.Allows(e.Login) {
-			out = append(out, e)
-		}
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: events: %w", err)
 	}
 	return out, nil

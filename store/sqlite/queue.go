@@ -39,19 +39,28 @@ func scanDelivery(s scanner) (*store.Delivery, error) {
 	return d, nil
 }
 
-// claim leases up to limit due rows of table (deliveries or webhook_jobs)
-// to owner and returns their ids, oldest NextAttempt first. webhook, for
-// webhook_jobs only, claims only that webhook's jobs when it is not "".
-func (db *DB) claim(ctx context.Context, tx *sql.Tx, table, webhook, owner string, now time.Time, limit int, lease time.Duration) ([]int64, error) {
-	if owner == "" {
+// claimQuery is what claim leases: up to limit due rows of table
+// (deliveries or webhook_jobs) to owner until now+lease. For webhook_jobs,
+// a webhook other than "" claims only that webhook's jobs.
+type claimQuery struct {
+	table, webhook, owner string
+	now                   time.Time
+	limit                 int
+	lease                 time.Duration
+}
+
+// claim leases the rows q names and returns their ids, oldest NextAttempt
+// first.
+func (db *DB) claim(ctx context.Context, tx *sql.Tx, q claimQuery) ([]int64, error) {
+	if q.owner == "" {
 		return nil, errors.New("empty lease owner")
 	}
-	n := unixNano(now)
-	q, args := claimDue(table), []any{n, n, limit}
-	if webhook != "" {
-		q, args = claimDueOf, []any{webhook, n, n, limit}
+	n := unixNano(q.now)
+	query, args := claimDue(q.table), []any{n, n, q.limit}
+	if q.webhook != "" {
+		query, args = claimDueOf, []any{q.webhook, n, n, q.limit}
 	}
-	rows, err := db.txQuery(ctx, tx, q, args...)
+	rows, err := db.txQuery(ctx, tx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -68,38 +77,50 @@ func (db *DB) claim(ctx context.Context, tx *sql.Tx, table, webhook, owner strin
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	until := unixNano(now.Add(lease))
+	until := unixNano(q.now.Add(q.lease))
 	for _, id := range ids {
-		if _, err := db.txExec(ctx, tx, setLease(table), owner, until, id); err != nil {
+		if _, err := db.txExec(ctx, tx, setLease(q.table), q.owner, until, id); err != nil {
 			return nil, err
 		}
 	}
 	return ids, nil
 }
 
-// ClaimDeliveries leases up to limit due deliveries (queued or deferred,
-// NextAttempt <= now, not leased or lease expired) to owner until
-// now+lease, oldest NextAttempt first.
-func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*store.Delivery, error) {
-	if limit <= 0 {
-		return []*store.Delivery{}, nil
+// claimRows claims the rows q names in the writer and returns them in
+// claim order, each read with scan from selectOne (the row with id ?).
+// A limit of 0 or less claims nothing.
+func claimRows[T any](ctx context.Context, db *DB, q claimQuery, selectOne string, scan func(scanner) (T, error)) ([]T, error) {
+	if q.limit <= 0 {
+		return []T{}, nil
 	}
-	var out []*store.Delivery
+	var out []T
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		out = []*store.Delivery{}
-		ids, err := db.claim(ctx, tx, "deliveries", "", owner, now, limit, lease)
+		out = []T{}
+		ids, err := db.claim(ctx, tx, q)
 		if err != nil {
 			return err
 		}
 		for _, id := range ids {
-			d, err := scanDelivery(db.txQueryRow(ctx, tx, selectDelivery, id))
+			v, err := scan(db.txQueryRow(ctx, tx, selectOne, id))
 			if err != nil {
 				return err
 			}
-			out = append(out, d)
+			out = append(out, v)
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ClaimDeliveries leases up to limit due deliveries (queued or deferred,
+// NextAttempt <= now, not leased or lease expired) to owner until
+// now+lease, oldest NextAttempt first.
+func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*store.Delivery, error) {
+	q := claimQuery{table: "deliveries", owner: owner, now: now, limit: limit, lease: lease}
+	out, err := claimRows(ctx, db, q, selectDelivery, scanDelivery)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
 	}
@@ -245,23 +266,9 @@ func (db *DB) Deliveries(ctx context.Context, q store.DeliveryQuery) ([]*store.D
 		args = append(args, logins)
 	}
 	query += ` ORDER BY id LIMIT ?`
-	args = append(args, limit)
-	rows, err := db.rdb.QueryContext(ctx, query, args...)
+	out, err := queryScoped(ctx, db, q.Scope, scanDelivery, func(d *store.Delivery) string { return d.Login },
+		query, append(args, limit)...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: deliveries: %w", err)
-	}
-	defer rows.Close()
-	out := []*store.Delivery{}
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: deliveries: %w", err)
-		}
-		if q.Scope.Allows(d.Login) {
-			out = append(out, d)
-		}
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: deliveries: %w", err)
 	}
 	return out, nil

@@ -50,6 +50,33 @@ type scanner interface {
 	Scan(dest ...any) error
 }
 
+// queryScoped runs a query on the read pool and returns its rows read
+// with scan, keeping only those whose login (as login gives it) scope
+// allows: the query filters by login too, but one check is never trusted
+// alone.
+func queryScoped[T any](ctx context.Context, db *DB, scope store.Scope, scan func(scanner) (T, error), login func(T) string,
+	query string, args ...any) ([]T, error) {
+	rows, err := db.rdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		if scope.Allows(login(v)) {
+			out = append(out, v)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // scanMessage reads messageColumns followed by extra destinations.
 func scanMessage(s scanner, extra ...any) (*store.Message, error) {
 	m := &store.Message{}

@@ -110,25 +110,8 @@ func set(list []string) map[string]bool {
 // ClaimWebhookJobs leases up to limit due jobs (of webhook only, unless it
 // is "") to owner until now+lease, oldest NextAttempt first, then by ID.
 func (db *DB) ClaimWebhookJobs(ctx context.Context, webhook, owner string, now time.Time, limit int, lease time.Duration) ([]*store.WebhookJob, error) {
-	if limit <= 0 {
-		return []*store.WebhookJob{}, nil
-	}
-	var out []*store.WebhookJob
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		out = []*store.WebhookJob{}
-		ids, err := db.claim(ctx, tx, "webhook_jobs", webhook, owner, now, limit, lease)
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			j, err := scanJob(db.txQueryRow(ctx, tx, selectJob, id))
-			if err != nil {
-				return err
-			}
-			out = append(out, j)
-		}
-		return nil
-	})
+	q := claimQuery{table: "webhook_jobs", webhook: webhook, owner: owner, now: now, limit: limit, lease: lease}
+	out, err := claimRows(ctx, db, q, selectJob, scanJob)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim jobs of webhook %q: %w", webhook, err)
 	}
@@ -187,22 +170,9 @@ func (db *DB) WebhookJobs(ctx context.Context, webhook string, scope store.Scope
 		query += ` AND login IN (SELECT value FROM json_each(?))`
 		args = append(args, logins)
 	}
-	rows, err := db.rdb.QueryContext(ctx, query+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
+	out, err := queryScoped(ctx, db, scope, scanJob, func(j *store.WebhookJob) string { return j.Login },
+		query+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: webhook jobs: %w", err)
-	}
-	defer rows.Close()
-	out := []*store.WebhookJob{}
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: webhook jobs: %w", err)
-		}
-		if scope.Allows(j.Login) {
-			out = append(out, j)
-		}
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: webhook jobs: %w", err)
 	}
 	return out, nil
