@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -139,24 +138,23 @@ func (w *Worker) try(ctx context.Context, set *settings, j *job) tried {
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // sign DKIM-signs raw (or only normalises its line endings when no key
-// applies), once per attempt, whatever the number of transactions.
+// applies), once per attempt, whatever the number of transactions. A
+// stored message, already CRLF, is hashed where it lies and copied once,
+// after its signature (not at all when unsigned).
 func (w *Worker) sign(ctx context.Context, set *settings, login string, raw []byte) ([]byte, []string, error) {
 	override := ""
 	if set.signingDomain != nil {
 		override = set.signingDomain(login)
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(raw) + 1024)
-	with, err := set.signer.Sign(ctx, &buf, bytes.NewReader(raw), override)
+	out, with, err := set.signer.SignBytes(ctx, raw, override)
 	if errors.Is(err, dkim.ErrNoSigningDomain) {
 		// No usable From: nothing to sign for; send it normalised.
-		buf.Reset()
-		with, err = dkim.NewSigner(nil, dkim.Options{}).Sign(ctx, &buf, bytes.NewReader(raw), "")
+		out, with, err = dkim.NewSigner(nil, dkim.Options{}).SignBytes(ctx, raw, "")
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	return buf.Bytes(), with, nil
+	return out, with, nil
 }
 
 // envelopes builds the SMTP transactions for the pending recipients: one

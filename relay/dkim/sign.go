@@ -2,6 +2,7 @@ package dkim
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto"
 	"errors"
@@ -164,7 +165,135 @@ func (s *Signer) Sign(ctx context.Context, w io.Writer, r io.Reader, domainOverr
 	if err != nil {
 		return nil, err
 	}
+	keys, err := s.keysFor(h, domainOverride)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		if _, err := w.Write(h.raw); err != nil {
+			return nil, fmt.Errorf("dkim: copy unsigned message: %w", err)
+		}
+		return nil, passThrough(w, br)
+	}
+
+	sp := &spool{dir: s.opts.TempDir, limit: s.opts.SpoolThreshold}
+	defer sp.Close()
+	sigs, signedWith, err := s.sign(h, keys, func(mw io.Writer) error {
+		mw = io.MultiWriter(sp, mw)
+		if _, err := mw.Write(h.raw); err != nil {
+			return err
+		}
+		_, err := io.Copy(mw, br)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, sig := range sigs {
+		if _, err := io.WriteString(w, sig); err != nil {
+			return nil, fmt.Errorf("dkim: write signed message: %w", err)
+		}
+	}
+	if err := sp.copyTo(ctx, w); err != nil {
+		return nil, fmt.Errorf("dkim: write signed message: %w", err)
+	}
+	return signedWith, nil
+}
+
+// SignBytes signs msg, a whole message in memory, as Sign does (the same
+// keys, domain selection, errors and output), and returns the signed
+// message. When msg is already CRLF-normalised with its header ended by a
+// blank line, which is how stored messages are, it is hashed where it lies
+// instead of being normalised, spooled and copied: the result is then the
+// signature fields followed by msg in one new buffer, or msg itself when no
+// key signs it. Other input goes through Sign. The caller must not modify
+// msg while the result is in use.
+func (s *Signer) SignBytes(ctx context.Context, msg []byte, domainOverride string) ([]byte, []string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	hdrEnd := headerEnd(msg)
+	if !crlfNormal(msg) || (len(s.keys) > 0 && hdrEnd < 0) {
+		var buf bytes.Buffer
+		buf.Grow(len(msg) + len(msg)/16 + 1024)
+		with, err := s.Sign(ctx, &buf, bytes.NewReader(msg), domainOverride)
+		if err != nil {
+			return nil, nil, err
+		}
+		return buf.Bytes(), with, nil
+	}
+	if len(s.keys) == 0 {
+		return msg, nil, nil
+	}
+	h := parseHeader(msg[:hdrEnd:hdrEnd])
+	keys, err := s.keysFor(h, domainOverride)
+	if err != nil || len(keys) == 0 {
+		return msg, nil, err
+	}
+	sigs, signedWith, err := s.sign(h, keys, func(w io.Writer) error {
+		_, err := w.Write(msg)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	n := len(msg)
+	for _, sig := range sigs {
+		n += len(sig)
+	}
+	out := make([]byte, 0, n)
+	for _, sig := range sigs {
+		out = append(out, sig...)
+	}
+	return append(out, msg...), signedWith, nil
+}
+
+// crlfNormal reports whether msg is what the CRLF normaliser would leave
+// unchanged: not empty, every CR followed by LF, every LF preceded by CR,
+// and a final CRLF.
+func crlfNormal(msg []byte) bool {
+	if len(msg) < 2 || msg[len(msg)-1] != '\n' {
+		return false
+	}
+	lines := 0
+	for i := 0; i < len(msg); i++ {
+		j := bytes.IndexByte(msg[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j
+		if i == 0 || msg[i-1] != '\r' {
+			return false
+		}
+		lines++
+	}
+	// Every LF has its CR: any other CR is a bare one.
+	return bytes.Count(msg, []byte{'\r'}) == lines
+}
+
+// headerEnd returns the length of msg's header block with the blank line
+// that ends it, as readHeader reads it from CRLF-normalised input, or -1
+// when readHeader would not find it as is (no blank line, a block over
+// MaxHeaderBytes, a first line starting with white space).
+func headerEnd(msg []byte) int {
+	if len(msg) > 0 && (msg[0] == ' ' || msg[0] == '\t') {
+		return -1
+	}
+	if bytes.HasPrefix(msg, []byte("\r\n")) {
+		return 2
+	}
+	i := bytes.Index(msg, []byte("\r\n\r\n"))
+	if i < 0 || i+4 > MaxHeaderBytes {
+		return -1
+	}
+	return i + 4
+}
+
+// keysFor returns the keys that sign a message with header h: those of the
+// domain override, or of the From domain.
+func (s *Signer) keysFor(h *header, domainOverride string) ([]*Key, error) {
 	domain := domainOverride
+	var err error
 	if domain != "" {
 		if domain, err = normalizeDomain(domain); err != nil {
 			return nil, fmt.Errorf("dkim: domain override: %w", err)
@@ -178,13 +307,13 @@ func (s *Signer) Sign(ctx context.Context, w io.Writer, r io.Reader, domainOverr
 			keys = append(keys, k)
 		}
 	}
-	if len(keys) == 0 {
-		if _, err := w.Write(h.raw); err != nil {
-			return nil, fmt.Errorf("dkim: copy unsigned message: %w", err)
-		}
-		return nil, passThrough(w, br)
-	}
+	return keys, nil
+}
 
+// sign makes one signature per key of the message that write writes to the
+// writer it is given (the header block h.raw first), and returns the
+// DKIM-Signature fields and the signedWith descriptions.
+func (s *Signer) sign(h *header, keys []*Key, write func(io.Writer) error) (sigs, signedWith []string, err error) {
 	headerKeys := s.oversign(h)
 	var expiration time.Time
 	if s.opts.Expiration > 0 {
@@ -197,13 +326,11 @@ func (s *Signer) Sign(ctx context.Context, w io.Writer, r io.Reader, domainOverr
 			_ = sg.Close()
 		}
 	}()
-	sp := &spool{dir: s.opts.TempDir, limit: s.opts.SpoolThreshold}
-	defer sp.Close()
-	writers := []io.Writer{sp}
+	writers := make([]io.Writer, 0, len(keys))
 	algs := make([]string, len(keys))
 	for i, k := range keys {
 		if algs[i], err = k.check(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		sg, err := msgdkim.NewSigner(&msgdkim.SignOptions{
 			Domain:                 k.Domain,
@@ -216,36 +343,28 @@ func (s *Signer) Sign(ctx context.Context, w io.Writer, r io.Reader, domainOverr
 			Expiration:             expiration,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("dkim: key %s: %w", k.name(), err)
+			return nil, nil, fmt.Errorf("dkim: key %s: %w", k.name(), err)
 		}
 		signers = append(signers, sg)
 		writers = append(writers, sg)
 	}
-	mw := io.MultiWriter(writers...)
-	if _, err := mw.Write(h.raw); err != nil {
-		return nil, fmt.Errorf("dkim: sign: %w", err)
+	var w io.Writer = signers[0]
+	if len(writers) > 1 {
+		w = io.MultiWriter(writers...)
 	}
-	if _, err := io.Copy(mw, br); err != nil {
-		return nil, fmt.Errorf("dkim: sign: %w", err)
+	if err := write(w); err != nil {
+		return nil, nil, fmt.Errorf("dkim: sign: %w", err)
 	}
-	sigs := make([]string, len(signers))
+	sigs = make([]string, len(signers))
 	signedWith = make([]string, len(signers))
 	for i, sg := range signers {
 		if err := sg.Close(); err != nil {
-			return nil, fmt.Errorf("dkim: key %s: %w", keys[i].name(), err)
+			return nil, nil, fmt.Errorf("dkim: key %s: %w", keys[i].name(), err)
 		}
 		sigs[i] = sg.Signature()
 		signedWith[i] = fmt.Sprintf("d=%s s=%s a=%s-sha256", keys[i].Domain, keys[i].Selector, algs[i])
 	}
-	for _, sig := range sigs {
-		if _, err := io.WriteString(w, sig); err != nil {
-			return nil, fmt.Errorf("dkim: write signed message: %w", err)
-		}
-	}
-	if err := sp.copyTo(ctx, w); err != nil {
-		return nil, fmt.Errorf("dkim: write signed message: %w", err)
-	}
-	return signedWith, nil
+	return sigs, signedWith, nil
 }
 
 // oversign builds the h= list for a message: each configured field as many

@@ -618,3 +618,72 @@ func TestConcurrentSign(t *testing.T) {
 		}
 	}
 }
+
+// TestSignBytes: a CRLF-normalised message is signed where it lies (the
+// output is the signatures and the message, which verify; an unsigned one
+// is the input itself, not a copy); other input takes Sign's path and gets
+// Sign's output; errors are Sign's.
+func TestSignBytes(t *testing.T) {
+	f := newFixture(t)
+	rsaKey := testKey(t, "rsa2048.pkcs8.pem", "example.com", "rsa")
+	edKey := testKey(t, "ed25519.pkcs8.pem", "example.com", "ed")
+	f.publish(rsaKey, edKey)
+	s := NewSigner([]*Key{rsaKey, edKey}, Options{})
+	lf := readMessage(t, "multipart.eml")
+	crlf := normalize(lf)
+
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+	}{{"CRLF", crlf}, {"LF", lf}, {"folded LF", readMessage(t, "folded.eml")}} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, with, err := s.SignBytes(f.ctx, tc.msg, "")
+			if err != nil || len(with) != 2 {
+				t.Fatalf("SignBytes = %q, %v", with, err)
+			}
+			_, rest := stripSignatures(t, out, 2)
+			if !bytes.Equal(rest, normalize(tc.msg)) {
+				t.Errorf("message after the signatures differs from the normalised input")
+			}
+			want, wantWith := f.sign(s, tc.msg, "")
+			if !slices.Equal(with, wantWith) {
+				t.Errorf("signedWith %q, Sign's %q", with, wantWith)
+			}
+			if _, wantRest := stripSignatures(t, want, 2); !bytes.Equal(rest, wantRest) {
+				t.Error("output differs from Sign's after the signatures")
+			}
+			for i, v := range f.verify(bytes.NewReader(out)) {
+				if v.Err != nil {
+					t.Errorf("verification %d: %v", i, v.Err)
+				}
+			}
+		})
+	}
+
+	other := bytes.Replace(crlf, []byte("billing@example.com"), []byte("billing@other.test"), 1)
+	out, with, err := s.SignBytes(f.ctx, other, "")
+	if err != nil || len(with) != 0 || &out[0] != &other[0] || len(out) != len(other) {
+		t.Errorf("no key for the domain: %q, %v, copied %v", with, err, &out[0] != &other[0])
+	}
+	out, with, err = NewSigner(nil, Options{}).SignBytes(f.ctx, crlf, "")
+	if err != nil || len(with) != 0 || &out[0] != &crlf[0] {
+		t.Errorf("no keys: %q, %v", with, err)
+	}
+	out, _, err = NewSigner(nil, Options{}).SignBytes(f.ctx, lf, "")
+	if err != nil || !bytes.Equal(out, crlf) {
+		t.Errorf("no keys, LF input: not normalised (%v)", err)
+	}
+
+	noFrom := []byte("Subject: x\r\n\r\nbody\r\n")
+	if _, _, err := s.SignBytes(f.ctx, noFrom, ""); !errors.Is(err, ErrNoSigningDomain) {
+		t.Errorf("no From: %v, want ErrNoSigningDomain", err)
+	}
+	if _, _, err := s.SignBytes(f.ctx, []byte(" folded first line\r\n\r\n"), ""); err == nil {
+		t.Error("a first line starting with white space was signed")
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	cancel()
+	if _, _, err := s.SignBytes(ctx, crlf, ""); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+}
