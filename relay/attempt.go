@@ -50,19 +50,23 @@ func (w *Worker) attempt(ctx context.Context, set *settings, j *job) (slowDown b
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer ccancel()
 	err := w.q.CompleteAttempt(cctx, d.ID, w.cfg.Owner, o)
-	fields := []zap.Field{zap.Int64("delivery", d.ID), zap.String("message", d.MessageID), zap.String("route", d.Route),
-		zap.String("domain", d.Domain), zap.String("host", tr.host), zap.String("state", o.State),
-		zap.String("reply", tr.reply), zap.Duration("duration", o.Attempt.Duration), zap.Int("attempt", d.Attempts+1)}
+	lvl, msg := zap.InfoLevel, "relay: attempt"
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):
 		// Another worker took the delivery over (our lease had expired);
 		// its attempt decides. Recipients sent here may be sent twice.
-		w.log.Warn("relay: lease lost before the outcome was recorded", append(fields, zap.Error(err))...)
+		lvl, msg = zap.WarnLevel, "relay: lease lost before the outcome was recorded"
 	case err != nil:
 		// The lease expires and the delivery is tried again: at least once.
-		w.log.Error("relay: record attempt", append(fields, zap.Error(err))...)
-	default:
-		w.log.Info("relay: attempt", fields...)
+		lvl, msg = zap.ErrorLevel, "relay: record attempt"
+	}
+	// One entry per attempt: its fields are built only when the level is
+	// on.
+	if ce := w.log.Check(lvl, msg); ce != nil {
+		ce.Write(zap.Int64("delivery", d.ID), zap.String("message", d.MessageID), zap.String("route", d.Route),
+			zap.String("domain", d.Domain), zap.String("host", tr.host), zap.String("state", o.State),
+			zap.String("reply", tr.reply), zap.Duration("duration", o.Attempt.Duration), zap.Int("attempt", d.Attempts+1),
+			zap.Error(err))
 	}
 	return tr.slowDown
 }
