@@ -166,10 +166,19 @@ func trimURLTail(u []byte) []byte {
 	// Unbalanced closers: count each bracket kind once, then trim.
 	var open, closed [3]int
 	for _, c := range u {
-		if k := strings.IndexByte("([{", c); k >= 0 {
-			open[k]++
-		} else if k := strings.IndexByte(")]}", c); k >= 0 {
-			closed[k]++
+		switch c {
+		case '(':
+			open[0]++
+		case '[':
+			open[1]++
+		case '{':
+			open[2]++
+		case ')':
+			closed[0]++
+		case ']':
+			closed[1]++
+		case '}':
+			closed[2]++
 		}
 	}
 	for len(u) > 0 {
