@@ -1,17 +1,10 @@
 package bounces
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/smtpgate/smtpgate/features/bounce"
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/proxy"
 	"github.com/smtpgate/smtpgate/store"
 	"github.com/smtpgate/smtpgate/store/sqlite"
@@ -35,41 +29,6 @@ const (
 	testDomain = "bounce.example.com"
 	testSecret = "bounces-test-secret-0123456789"
 )
-
-// testCert makes a self-signed certificate for localhost and a client
-// config that trusts it.
-func testCert(t testing.TB) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}}
-	client = &tls.Config{RootCAs: pool, ServerName: "localhost"}
-	return server, client
-}
 
 // noSubmission is the submission side of a proxy that has only a bounces
 // listener: nobody logs in, nothing is submitted.
@@ -100,7 +59,7 @@ func newRig(t *testing.T, st *sqlite.DB, dir string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, clientTLS := testCert(t)
+	serverTLS, clientTLS := testutil.SelfSignedTLS(t)
 	srv, err := proxy.New(proxy.Config{
 		Hostname: "mx.test",
 		Listeners: []proxy.ListenerConfig{
@@ -206,25 +165,7 @@ func (r *rig) deliver(t *testing.T, withTLS bool, body string, rcpts ...string) 
 	if err := c.Hello("mx1.example.org"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Mail("", nil); err != nil {
-		t.Fatalf("MAIL FROM:<>: %v", err)
-	}
-	for _, rc := range rcpts {
-		if err := c.Rcpt(rc, nil); err != nil {
-			t.Fatalf("RCPT %s: %v", rc, err)
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(w, body); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		t.Fatalf("end of DATA: %v", err)
-	}
+	resp := testutil.Transaction(t, c, "", rcpts, body)
 	if err := c.Quit(); err != nil {
 		t.Fatal(err)
 	}
@@ -374,18 +315,18 @@ func TestBouncesEndToEnd(t *testing.T) {
 			}
 			return string(b)
 		}
-		c := dialRaw(t, r.addr)
-		c.expect("220 ")
-		c.do("EHLO mx1.example.org", "250 ")
-		c.do("AUTH PLAIN AHdlYmFwcABzZWNyZXQ=", "502 5.5.1")
-		c.do("MAIL FROM:<>", "250 ")
-		c.do("RCPT TO:<"+tamper(4)+">", "550 5.1.1")   // in the message id
-		c.do("RCPT TO:<"+tamper(-10)+">", "550 5.1.1") // in the signature
-		c.do("RCPT TO:<b+"+msg.ID+"-aaaaaaaaaaaaaaaaaaaa@"+testDomain+">", "550 5.1.1")
-		c.do("RCPT TO:<"+strings.Replace(good, testDomain, "example.com", 1)+">", "550 5.7.1 Relay access denied")
-		c.do("RCPT TO:<nobody@example.org>", "550 5.7.1 Relay access denied")
-		c.do("RCPT TO:<"+strings.ToUpper(good)+">", "250 ") // MTAs may change case
-		c.do("QUIT", "221 ")
+		c := testutil.DialSMTP(t, r.addr)
+		c.Expect("220 ")
+		c.Do("EHLO mx1.example.org", "250 ")
+		c.Do("AUTH PLAIN AHdlYmFwcABzZWNyZXQ=", "502 5.5.1")
+		c.Do("MAIL FROM:<>", "250 ")
+		c.Do("RCPT TO:<"+tamper(4)+">", "550 5.1.1")   // in the message id
+		c.Do("RCPT TO:<"+tamper(-10)+">", "550 5.1.1") // in the signature
+		c.Do("RCPT TO:<b+"+msg.ID+"-aaaaaaaaaaaaaaaaaaaa@"+testDomain+">", "550 5.1.1")
+		c.Do("RCPT TO:<"+strings.Replace(good, testDomain, "example.com", 1)+">", "550 5.7.1 Relay access denied")
+		c.Do("RCPT TO:<nobody@example.org>", "550 5.7.1 Relay access denied")
+		c.Do("RCPT TO:<"+strings.ToUpper(good)+">", "250 ") // MTAs may change case
+		c.Do("QUIT", "221 ")
 	})
 }
 
@@ -397,14 +338,14 @@ func TestBouncesStoreFailureIsTemporary(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c := dialRaw(t, r.addr)
-	c.expect("220 ")
-	c.do("EHLO mx1.example.org", "250 ")
-	c.do("MAIL FROM:<>", "250 ")
-	c.do("RCPT TO:<"+r.verp(t, msg.ID, 0)+">", "250 ")
-	c.do("DATA", "354 ")
-	c.cmd(strings.ReplaceAll(sample(t, "postfix-user-unknown.eml", r.verp(t, msg.ID, 0)), "\r\n.", "\r\n.."))
-	c.do(".", "451 4.3.0")
+	c := testutil.DialSMTP(t, r.addr)
+	c.Expect("220 ")
+	c.Do("EHLO mx1.example.org", "250 ")
+	c.Do("MAIL FROM:<>", "250 ")
+	c.Do("RCPT TO:<"+r.verp(t, msg.ID, 0)+">", "250 ")
+	c.Do("DATA", "354 ")
+	c.Cmd(strings.ReplaceAll(sample(t, "postfix-user-unknown.eml", r.verp(t, msg.ID, 0)), "\r\n.", "\r\n.."))
+	c.Do(".", "451 4.3.0")
 	// Nothing was committed: the remote server will retry.
 	reopened := openStore(t, dir)
 	defer reopened.Close()
@@ -452,49 +393,3 @@ func TestSwaks(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 }
-
-// rawClient is a line-oriented SMTP client on a raw socket.
-type rawClient struct {
-	t    *testing.T
-	conn net.Conn
-	r    *bufio.Reader
-}
-
-func dialRaw(t *testing.T, addr string) *rawClient {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
-}
-
-func (c *rawClient) cmd(line string) {
-	c.t.Helper()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c.conn, line+"\r\n"); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// expect reads a reply; its last line must start with prefix.
-func (c *rawClient) expect(prefix string) {
-	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		line, err := c.r.ReadString('\n')
-		if err != nil {
-			c.t.Fatalf("reading reply (want %q): %v", prefix, err)
-		}
-		if len(line) >= 4 && line[3] == '-' {
-			continue
-		}
-		if !strings.HasPrefix(line, prefix) {
-			c.t.Fatalf("reply %q, want %q", strings.TrimSpace(line), prefix)
-		}
-		return
-	}
-}
-
-func (c *rawClient) do(line, prefix string) { c.t.Helper(); c.cmd(line); c.expect(prefix) }

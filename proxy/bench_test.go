@@ -12,6 +12,8 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
+
+	"github.com/smtpgate/smtpgate/internal/testutil"
 )
 
 // discardHandler reads and drops every message.
@@ -28,7 +30,7 @@ func (discardHandler) Handle(_ context.Context, _ *Envelope, body io.Reader) (st
 // Handler.
 func benchServer(b *testing.B) (addr string, clientTLS *tls.Config) {
 	b.Helper()
-	serverTLS, clientTLS := testCert(b)
+	serverTLS, clientTLS := testutil.SelfSignedTLS(b)
 	srv, err := New(Config{
 		Hostname:  "mx.test",
 		Listeners: []ListenerConfig{{Name: "submission", Address: "127.0.0.1:0", TLS: TLSStartTLS}},

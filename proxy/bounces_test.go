@@ -3,41 +3,24 @@ package proxy
 import (
 	"context"
 	"errors"
-	"io"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/smtpgate/smtpgate/internal/testutil"
 )
 
 // sendBounce delivers body from the null sender to rcpt with go-smtp's
 // client, which is what a mail server returning a DSN does.
 func sendBounce(t *testing.T, c *smtp.Client, rcpt, body string) *smtp.DataResponse {
 	t.Helper()
-	if err := c.Mail("", nil); err != nil {
-		t.Fatalf("MAIL FROM:<>: %v", err)
-	}
-	if err := c.Rcpt(rcpt, nil); err != nil {
-		t.Fatalf("RCPT: %v", err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(w, body); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		t.Fatalf("end of DATA: %v", err)
-	}
-	return resp
+	return testutil.Transaction(t, c, "", []string{rcpt}, body)
 }
 
 func TestBounceListenerEnvelope(t *testing.T) {
@@ -119,19 +102,19 @@ func TestBounceSubmissionSeparation(t *testing.T) {
 	// A login's MAIL on the bounces listener is just a sender: it cannot
 	// relay through it.
 	c := dial(t, ts.addr("bounces"))
-	c.do("EHLO client.test", "250 ")
-	c.startTLS(ts.clientTLS)
-	c.do("EHLO client.test", "250 ")
-	c.do("AUTH PLAIN "+plainIR("", "alice", "secret"), "502 5.5.1")
-	c.do("MAIL FROM:<alice@example.com>", "250 ")
-	c.do("RCPT TO:<rcpt@example.net>", "550 5.7.1 Relay access denied")
+	c.Do("EHLO client.test", "250 ")
+	c.StartTLS(ts.clientTLS)
+	c.Do("EHLO client.test", "250 ")
+	c.Do("AUTH PLAIN "+plainIR("", "alice", "secret"), "502 5.5.1")
+	c.Do("MAIL FROM:<alice@example.com>", "250 ")
+	c.Do("RCPT TO:<rcpt@example.net>", "550 5.7.1 Relay access denied")
 	// And the submission listeners take no bounces without AUTH.
 	s := dial(t, ts.addr("submission"))
-	s.do("EHLO mx.example.org", "250 ")
-	s.do("MAIL FROM:<>", "530 5.7.0")
-	s.startTLS(ts.clientTLS)
-	s.do("EHLO mx.example.org", "250 ")
-	s.do("MAIL FROM:<>", "530 5.7.0 Authentication required")
+	s.Do("EHLO mx.example.org", "250 ")
+	s.Do("MAIL FROM:<>", "530 5.7.0")
+	s.StartTLS(ts.clientTLS)
+	s.Do("EHLO mx.example.org", "250 ")
+	s.Do("MAIL FROM:<>", "530 5.7.0 Authentication required")
 	ts.auth.mu.Lock()
 	defer ts.auth.mu.Unlock()
 	if ts.auth.calls != 0 {
@@ -145,83 +128,70 @@ func TestBounceOversize(t *testing.T) {
 	ts := startServer(t, nil, withLimits(mergeTestLimits(Limits{MaxMessageBytes: MaxBounceBytes + 1<<20})))
 	ts.bounces.results = make(chan error, 1)
 	c := dial(t, ts.addr("bounces"))
-	c.do("EHLO mx.example.org", "250 ")
-	c.do("MAIL FROM:<>", "250 ")
-	c.do("RCPT TO:<b+ok@bounce.test>", "250 ")
-	c.do("DATA", "354 ")
+	c.Do("EHLO mx.example.org", "250 ")
+	c.Do("MAIL FROM:<>", "250 ")
+	c.Do("RCPT TO:<b+ok@bounce.test>", "250 ")
+	c.Do("DATA", "354 ")
 	line := strings.Repeat("z", 998) + "\r\n"
 	big := "Subject: big\r\n\r\n" + strings.Repeat(line, MaxBounceBytes/len(line)+10)
-	c.write(big + ".\r\n")
-	c.expect("552 5.3.4")
+	c.Write(big + ".\r\n")
+	c.Expect("552 5.3.4")
 	if err := <-ts.bounces.results; !errors.Is(err, ErrTooLarge) {
 		t.Errorf("BounceReceiver got %v, want ErrTooLarge", err)
 	}
 	if n := len(ts.bounces.messages()); n != 0 {
 		t.Fatalf("%d oversize bounces committed", n)
 	}
-	c.do("NOOP", "250 ")
+	c.Do("NOOP", "250 ")
 }
 
 func TestBounceFailedSTARTTLSEndsConnection(t *testing.T) {
 	ts := startServer(t, nil)
-	c := dial(t, ts.addr("bounces"))
-	c.do("EHLO mx.example.org", "250 ")
-	c.do("STARTTLS", "220 2.0.0")
-	// Plaintext instead of a ClientHello: go-smtp alone would answer
-	// "550 Handshake error" and carry on in plaintext.
-	c.write("EHLO mx.example.org\r\nMAIL FROM:<>\r\n")
-	_ = c.conn.SetReadDeadline(time.Now().Add(clientTimeout))
-	rest, err := io.ReadAll(c.r)
-	if isTimeout(err) {
-		t.Fatal("connection still open after a failed handshake")
-	}
-	if !strings.Contains(string(rest), "550 5.0.0 Handshake error") || strings.Contains(string(rest), "250") {
-		t.Fatalf("after the failed handshake: %q", rest)
-	}
+	dial(t, ts.addr("bounces")).plaintextAfterSTARTTLS("mx.example.org", "")
 }
 
 func TestBounceProxyProtocol(t *testing.T) {
 	ts := startServer(t, nil, withProxyListeners())
 	c := dialRaw(t, ts.addr("pp-bounces"))
-	c.write("PROXY TCP6 2001:db8::25 2001:db8::1 41000 25\r\n")
-	c.expect("220 mx.test")
-	c.do("EHLO mx.example.org", "250 ")
-	c.do("MAIL FROM:<>", "250 ")
-	c.do("RCPT TO:<b+ok@bounce.test>", "250 ")
-	c.do("DATA", "354 ")
-	c.write("Subject: dsn\r\n\r\nx\r\n.\r\n")
-	c.expect("250 2.0.0 queued as")
+	c.Write("PROXY TCP6 2001:db8::25 2001:db8::1 41000 25\r\n")
+	c.Expect("220 mx.test")
+	c.Do("EHLO mx.example.org", "250 ")
+	c.Do("MAIL FROM:<>", "250 ")
+	c.Do("RCPT TO:<b+ok@bounce.test>", "250 ")
+	c.Do("DATA", "354 ")
+	c.Write("Subject: dsn\r\n\r\nx\r\n.\r\n")
+	c.Expect("250 2.0.0 queued as")
 	env := lastBounce(t, ts).env
 	if got := netip.MustParseAddrPort(env.RemoteAddr.String()); got != netip.MustParseAddrPort("[2001:db8::25]:41000") || env.Listener != "pp-bounces" {
 		t.Errorf("RemoteAddr %v on %q", env.RemoteAddr, env.Listener)
 	}
 	t.Run("no header is dropped", func(t *testing.T) {
 		c := dialRaw(t, ts.addr("pp-bounces"))
-		c.write("EHLO mx.example.org\r\n")
-		c.expectClosed()
+		c.Write("EHLO mx.example.org\r\n")
+		c.ExpectClosed()
 	})
 }
 
 func TestBounceShutdown(t *testing.T) {
 	ts := startServer(t, nil)
 	idle := dial(t, ts.addr("bounces"))
-	idle.do("EHLO mx.example.org", "250 ")
+	idle.Do("EHLO mx.example.org", "250 ")
 	busy := dial(t, ts.addr("bounces"))
-	busy.do("EHLO mx.example.org", "250 ")
-	busy.do("MAIL FROM:<>", "250 ")
-	busy.do("RCPT TO:<b+ok@bounce.test>", "250 ")
-	busy.do("DATA", "354 ")
-	busy.write("Subject: in flight\r\n\r\n")
+	busy.Do("EHLO mx.example.org", "250 ")
+	busy.Do("MAIL FROM:<>", "250 ")
+	busy.Do("RCPT TO:<b+ok@bounce.test>", "250 ")
+	busy.Do("DATA", "354 ")
+	busy.Write("Subject: in flight\r\n\r\n")
 
 	done := make(chan error, 1)
 	go func() { done <- ts.Shutdown(context.Background()) }()
-	idle.expect("421 4.4.2")
-	idle.expectClosed()
-	busy.write("finished after shutdown began\r\n.\r\n")
-	busy.expect("250 2.0.0 queued as")
-	busy.cmd("MAIL FROM:<>")
-	busy.expect("421 ")
-	busy.expectClosed()
+	idle.Expect("421 4.4.2")
+	idle.ExpectClosed()
+	busy.Write("finished after shutdown began\r\n.\r\n")
+	busy.Expect("250 2.0.0 queued as")
+	busy.Cmd("MAIL FROM:<>")
+	busy.Expect("421 ")
+	busy.ExpectClosed()
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -234,10 +204,10 @@ func TestBounceLogging(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	ts := startServer(t, zap.New(core))
 	c := dial(t, ts.addr("bounces"))
-	c.do("EHLO mx.example.org", "250 ")
-	c.do("MAIL FROM:<>", "250 ")
-	c.do("RCPT TO:<victim@example.net>", "550 5.7.1")
-	reply := c.do("RCPT TO:<b+temp@bounce.test>", "451 4.3.0")
+	c.Do("EHLO mx.example.org", "250 ")
+	c.Do("MAIL FROM:<>", "250 ")
+	c.Do("RCPT TO:<victim@example.net>", "550 5.7.1")
+	reply := c.Do("RCPT TO:<b+temp@bounce.test>", "451 4.3.0")
 	if strings.Contains(reply, "secret") || strings.Contains(reply, "store") {
 		t.Errorf("reply %q leaks the check's error", reply)
 	}

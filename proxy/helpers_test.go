@@ -1,20 +1,12 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,42 +16,9 @@ import (
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
-)
 
-// testCert makes an ECDSA P-256 self-signed certificate for localhost and
-// 127.0.0.1, and a client config that trusts it.
-func testCert(t testing.TB) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}}
-	client = &tls.Config{RootCAs: pool, ServerName: "localhost"}
-	return server, client
-}
+	"github.com/smtpgate/smtpgate/internal/testutil"
+)
 
 // testLogin is a Login allowed to send from one domain.
 type testLogin struct {
@@ -254,7 +213,7 @@ func withProxyListeners() serverOption {
 // the test ends.
 func startServer(t testing.TB, log *zap.Logger, opts ...serverOption) *testServer {
 	t.Helper()
-	serverTLS, clientTLS := testCert(t)
+	serverTLS, clientTLS := testutil.SelfSignedTLS(t)
 	cfg := Config{
 		Hostname: "mx.test",
 		Listeners: []ListenerConfig{
@@ -300,32 +259,24 @@ func startServer(t testing.TB, log *zap.Logger, opts ...serverOption) *testServe
 
 func (ts *testServer) addr(name string) string { return ts.Addr(name).String() }
 
-// client is a line-oriented raw SMTP client for tests.
+// client is a raw SMTP client (testutil.SMTPClient) with the login the
+// tests use.
 type client struct {
-	t    testing.TB
-	conn net.Conn
-	r    *bufio.Reader
-	last string // the last reply, lines joined with "\n"
+	*testutil.SMTPClient
+	t testing.TB
 }
-
-const clientTimeout = 10 * time.Second
 
 // dialRaw connects without reading anything.
 func dialRaw(t testing.TB, addr string) *client {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, clientTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+	return &client{SMTPClient: testutil.DialSMTP(t, addr), t: t}
 }
 
 // dial connects to a STARTTLS listener and reads the banner.
 func dial(t testing.TB, addr string) *client {
 	t.Helper()
 	c := dialRaw(t, addr)
-	c.expect("220 mx.test ESMTP")
+	c.Expect("220 mx.test ESMTP")
 	return c
 }
 
@@ -333,103 +284,36 @@ func dial(t testing.TB, addr string) *client {
 func dialTLS(t testing.TB, addr string, cfg *tls.Config) *client {
 	t.Helper()
 	c := dialRaw(t, addr)
-	c.upgrade(cfg)
-	c.expect("220 mx.test ESMTP")
+	c.Upgrade(cfg)
+	c.Expect("220 mx.test ESMTP")
 	return c
-}
-
-// upgrade runs a TLS handshake on the connection.
-func (c *client) upgrade(cfg *tls.Config) {
-	c.t.Helper()
-	tc := tls.Client(c.conn, cfg)
-	_ = tc.SetDeadline(time.Now().Add(clientTimeout))
-	if err := tc.Handshake(); err != nil {
-		c.t.Fatalf("TLS handshake: %v", err)
-	}
-	c.conn = tc
-	c.r = bufio.NewReader(tc)
-}
-
-// write sends s verbatim.
-func (c *client) write(s string) {
-	c.t.Helper()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(clientTimeout))
-	if _, err := io.WriteString(c.conn, s); err != nil {
-		c.t.Fatalf("write %q: %v", s, err)
-	}
-}
-
-// cmd sends a command line.
-func (c *client) cmd(line string) { c.t.Helper(); c.write(line + "\r\n") }
-
-// reply reads one (possibly multi-line) reply.
-func (c *client) reply() (string, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(clientTimeout))
-	var lines []string
-	for {
-		line, err := c.r.ReadString('\n')
-		if err != nil {
-			return strings.Join(lines, "\n"), err
-		}
-		line = strings.TrimRight(line, "\r\n")
-		lines = append(lines, line)
-		if len(line) < 4 || line[3] != '-' {
-			break
-		}
-	}
-	c.last = strings.Join(lines, "\n")
-	return c.last, nil
-}
-
-// expect reads a reply and checks that its last line starts with prefix.
-func (c *client) expect(prefix string) string {
-	c.t.Helper()
-	got, err := c.reply()
-	if err != nil {
-		c.t.Fatalf("reading reply (want %q): %v (got %q)", prefix, err, got)
-	}
-	lastLine := got[strings.LastIndexByte(got, '\n')+1:]
-	if !strings.HasPrefix(lastLine, prefix) {
-		c.t.Fatalf("reply %q, want %q", got, prefix)
-	}
-	return got
-}
-
-// do sends a command and expects a reply starting with prefix.
-func (c *client) do(line, prefix string) string {
-	c.t.Helper()
-	c.cmd(line)
-	return c.expect(prefix)
-}
-
-// expectClosed checks that the server closes the connection with nothing
-// more to say.
-func (c *client) expectClosed() {
-	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(clientTimeout))
-	line, err := c.r.ReadString('\n')
-	if err == nil {
-		c.t.Fatalf("got %q, want the connection closed", line)
-	}
-	if isTimeout(err) {
-		c.t.Fatalf("connection still open after %v", clientTimeout)
-	}
-}
-
-// startTLS issues STARTTLS and upgrades.
-func (c *client) startTLS(cfg *tls.Config) {
-	c.t.Helper()
-	c.do("STARTTLS", "220 2.0.0")
-	c.upgrade(cfg)
 }
 
 // login runs EHLO, STARTTLS, EHLO and AUTH PLAIN as alice.
 func (c *client) login(cfg *tls.Config) {
 	c.t.Helper()
-	c.do("EHLO client.test", "250 ")
-	c.startTLS(cfg)
-	c.do("EHLO client.test", "250 ")
-	c.do("AUTH PLAIN "+plainIR("", "alice", "secret"), "235 2.0.0")
+	c.Do("EHLO client.test", "250 ")
+	c.StartTLS(cfg)
+	c.Do("EHLO client.test", "250 ")
+	c.Do("AUTH PLAIN "+plainIR("", "alice", "secret"), "235 2.0.0")
+}
+
+// plaintextAfterSTARTTLS sends EHLO and MAIL FROM in plaintext where the
+// ClientHello belongs after STARTTLS, and checks that the server answers
+// "550 5.0.0 Handshake error" and ends the connection (go-smtp alone would
+// answer that and go on without TLS).
+func (c *client) plaintextAfterSTARTTLS(helo, from string) {
+	c.t.Helper()
+	c.Do("EHLO "+helo, "250 ")
+	c.Do("STARTTLS", "220 2.0.0")
+	c.Write("EHLO " + helo + "\r\nMAIL FROM:<" + from + ">\r\n")
+	rest, err := c.ReadToEOF()
+	if isTimeout(err) {
+		c.t.Fatal("connection still open after a failed handshake")
+	}
+	if !strings.Contains(string(rest), "550 5.0.0 Handshake error") || strings.Contains(string(rest), "250") {
+		c.t.Fatalf("after the failed handshake: %q", rest)
+	}
 }
 
 // plainIR is an AUTH PLAIN initial response.

@@ -90,39 +90,39 @@ func runScript(t *testing.T, path string) {
 			}
 		case "C:":
 			needConn()
-			c.cmd(arg)
+			c.Cmd(arg)
 		case "W:":
 			needConn()
-			c.write(unquote())
+			c.Write(unquote())
 		case "S:":
 			needConn()
-			got, err := c.reply()
+			got, err := c.Reply()
 			if err != nil || !strings.HasPrefix(got[strings.LastIndexByte(got, '\n')+1:], arg) {
 				t.Fatalf("%s: reply %q (err %v), want prefix %q", where(), got, err, arg)
 			}
 		case "S=":
 			needConn()
-			got, err := c.reply()
+			got, err := c.Reply()
 			if err != nil || got != arg {
 				t.Fatalf("%s: reply %q (err %v), want exactly %q", where(), got, err, arg)
 			}
 		case "S~":
-			if !strings.Contains(c.last, arg) {
-				t.Fatalf("%s: reply %q does not contain %q", where(), c.last, arg)
+			if !strings.Contains(c.Last, arg) {
+				t.Fatalf("%s: reply %q does not contain %q", where(), c.Last, arg)
 			}
 		case "S!":
-			if strings.Contains(c.last, arg) {
-				t.Fatalf("%s: reply %q contains %q", where(), c.last, arg)
+			if strings.Contains(c.Last, arg) {
+				t.Fatalf("%s: reply %q contains %q", where(), c.Last, arg)
 			}
 		case "TLS":
 			needConn()
-			c.upgrade(ts.clientTLS)
+			c.Upgrade(ts.clientTLS)
 		case "LOGIN":
 			needConn()
 			c.login(ts.clientTLS)
 		case "EOF":
 			needConn()
-			c.expectClosed()
+			c.ExpectClosed()
 		case "MESSAGES", "BOUNCES":
 			want, err := strconv.Atoi(arg)
 			if err != nil {

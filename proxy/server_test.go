@@ -17,17 +17,19 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/smtpgate/smtpgate/internal/testutil"
 )
 
 // sendBody runs MAIL, RCPT and DATA on a logged-in client and sends body
 // (which must end with CRLF) and the final dot; it returns the reply.
 func (c *client) sendBody(rcpt, body string) string {
 	c.t.Helper()
-	c.do("MAIL FROM:<alice@example.com>", "250 ")
-	c.do("RCPT TO:<"+rcpt+">", "250 ")
-	c.do("DATA", "354 ")
-	c.write(body + ".\r\n")
-	got, err := c.reply()
+	c.Do("MAIL FROM:<alice@example.com>", "250 ")
+	c.Do("RCPT TO:<"+rcpt+">", "250 ")
+	c.Do("DATA", "354 ")
+	c.Write(body + ".\r\n")
+	got, err := c.Reply()
 	if err != nil {
 		c.t.Fatalf("reply after DATA: %v", err)
 	}
@@ -60,7 +62,7 @@ func TestSmugglingVariants(t *testing.T) {
 				t.Fatalf("reply %q", reply)
 			}
 			// Nothing else is pending: the next reply is QUIT's.
-			c.do("QUIT", "221 ")
+			c.Do("QUIT", "221 ")
 			msgs := ts.handler.messages()
 			if len(msgs) != before+1 {
 				t.Fatalf("%d messages arrived, want exactly 1", len(msgs)-before)
@@ -111,7 +113,7 @@ func TestOversizeData(t *testing.T) {
 		if err := <-ts.handler.results; !errors.Is(err, ErrTooLarge) {
 			t.Errorf("%s: Handler got %v, want ErrTooLarge", tt.name, err)
 		}
-		c.do("NOOP", "250 ") // still in step with the client
+		c.Do("NOOP", "250 ") // still in step with the client
 	}
 	if n := len(ts.handler.messages()); n != 0 {
 		t.Fatalf("%d oversize messages committed", n)
@@ -126,11 +128,11 @@ func TestDisconnectMidData(t *testing.T) {
 	ts.handler.results = make(chan error, 1)
 	c := dial(t, ts.addr("submission"))
 	c.login(ts.clientTLS)
-	c.do("MAIL FROM:<alice@example.com>", "250 ")
-	c.do("RCPT TO:<rcpt@example.net>", "250 ")
-	c.do("DATA", "354 ")
-	c.write("Subject: cut\r\n\r\nthe first half of a message\r\nand no end")
-	c.conn.Close()
+	c.Do("MAIL FROM:<alice@example.com>", "250 ")
+	c.Do("RCPT TO:<rcpt@example.net>", "250 ")
+	c.Do("DATA", "354 ")
+	c.Write("Subject: cut\r\n\r\nthe first half of a message\r\nand no end")
+	c.Conn.Close()
 
 	err := <-ts.handler.results
 	if err == nil {
@@ -265,23 +267,23 @@ func TestConnectionLimits(t *testing.T) {
 		a := dial(t, ts.addr("submission"))
 		dialTLS(t, ts.addr("smtps"), ts.clientTLS) // the limit spans listeners
 		over := dialRaw(t, ts.addr("submission"))
-		over.expect("421 4.7.0 Too many connections from your address")
-		over.expectClosed()
+		over.Expect("421 4.7.0 Too many connections from your address")
+		over.ExpectClosed()
 		overTLS := dialRaw(t, ts.addr("smtps"))
-		overTLS.upgrade(ts.clientTLS) // refused inside TLS on an implicit listener
-		overTLS.expect("421 4.7.0 Too many connections")
+		overTLS.Upgrade(ts.clientTLS) // refused inside TLS on an implicit listener
+		overTLS.Expect("421 4.7.0 Too many connections")
 		// A slot is free again once a connection is gone.
-		a.do("QUIT", "221 ")
-		a.expectClosed()
-		dial(t, ts.addr("submission")).do("NOOP", "250 ")
+		a.Do("QUIT", "221 ")
+		a.ExpectClosed()
+		dial(t, ts.addr("submission")).Do("NOOP", "250 ")
 	})
 	t.Run("total", func(t *testing.T) {
 		ts := startServer(t, nil, withLimits(mergeTestLimits(Limits{MaxConnections: 2})))
 		dial(t, ts.addr("submission"))
 		dial(t, ts.addr("submission"))
 		over := dialRaw(t, ts.addr("submission"))
-		over.expect("421 4.7.0 Too many connections")
-		over.expectClosed()
+		over.Expect("421 4.7.0 Too many connections")
+		over.ExpectClosed()
 	})
 }
 
@@ -289,14 +291,14 @@ func TestAuthFailureDelayDoubles(t *testing.T) {
 	const delay = 30 * time.Millisecond
 	ts := startServer(t, nil, withLimits(mergeTestLimits(Limits{AuthFailureDelay: delay, MaxAuthFailures: 3})))
 	c := dial(t, ts.addr("submission"))
-	c.do("EHLO client.test", "250 ")
-	c.startTLS(ts.clientTLS)
-	c.do("EHLO client.test", "250 ")
+	c.Do("EHLO client.test", "250 ")
+	c.StartTLS(ts.clientTLS)
+	c.Do("EHLO client.test", "250 ")
 	start := time.Now()
-	c.do("AUTH PLAIN "+plainIR("", "alice", "bad1"), "535 5.7.8")
-	c.do("AUTH PLAIN "+plainIR("", "alice", "bad2"), "535 5.7.8")
-	c.do("AUTH PLAIN "+plainIR("", "alice", "bad3"), "421 4.7.0")
-	c.expectClosed()
+	c.Do("AUTH PLAIN "+plainIR("", "alice", "bad1"), "535 5.7.8")
+	c.Do("AUTH PLAIN "+plainIR("", "alice", "bad2"), "535 5.7.8")
+	c.Do("AUTH PLAIN "+plainIR("", "alice", "bad3"), "421 4.7.0")
+	c.ExpectClosed()
 	// A lower bound only: each failure waited at least its delay.
 	if min := delay + 2*delay + 4*delay; time.Since(start) < min {
 		t.Fatalf("three failures answered in %v, want at least %v", time.Since(start), min)
@@ -308,28 +310,28 @@ func TestDataTimeouts(t *testing.T) {
 		ts := startServer(t, nil, withLimits(mergeTestLimits(Limits{CommandTimeout: 800 * time.Millisecond, DataTimeout: 10 * time.Second})))
 		c := dial(t, ts.addr("submission"))
 		c.login(ts.clientTLS)
-		c.do("MAIL FROM:<alice@example.com>", "250 ")
-		c.do("RCPT TO:<rcpt@example.net>", "250 ")
-		c.do("DATA", "354 ")
-		c.write("Subject: slow\r\n\r\n")
+		c.Do("MAIL FROM:<alice@example.com>", "250 ")
+		c.Do("RCPT TO:<rcpt@example.net>", "250 ")
+		c.Do("DATA", "354 ")
+		c.Write("Subject: slow\r\n\r\n")
 		for i := range 7 { // 7 × 200 ms: far past one CommandTimeout in total
 			time.Sleep(200 * time.Millisecond)
-			c.write(strings.Repeat(string(rune('a'+i)), 10) + "\r\n")
+			c.Write(strings.Repeat(string(rune('a'+i)), 10) + "\r\n")
 		}
-		c.write(".\r\n")
-		c.expect("250 2.0.0 queued as")
+		c.Write(".\r\n")
+		c.Expect("250 2.0.0 queued as")
 	})
 	t.Run("stalled body hits CommandTimeout", func(t *testing.T) {
 		ts := startServer(t, nil, withLimits(mergeTestLimits(Limits{CommandTimeout: 500 * time.Millisecond, DataTimeout: 10 * time.Second})))
 		ts.handler.results = make(chan error, 1)
 		c := dial(t, ts.addr("submission"))
 		c.login(ts.clientTLS)
-		c.do("MAIL FROM:<alice@example.com>", "250 ")
-		c.do("RCPT TO:<rcpt@example.net>", "250 ")
-		c.do("DATA", "354 ")
-		c.write("Subject: stalled\r\n\r\nsome text\r\n")
-		c.expect("421 4.4.2 Timeout while receiving the message")
-		c.expectClosed()
+		c.Do("MAIL FROM:<alice@example.com>", "250 ")
+		c.Do("RCPT TO:<rcpt@example.net>", "250 ")
+		c.Do("DATA", "354 ")
+		c.Write("Subject: stalled\r\n\r\nsome text\r\n")
+		c.Expect("421 4.4.2 Timeout while receiving the message")
+		c.ExpectClosed()
 		if err := <-ts.handler.results; !isTimeout(err) {
 			t.Errorf("Handler got %v, want a timeout", err)
 		}
@@ -341,10 +343,10 @@ func TestDataTimeouts(t *testing.T) {
 		ts := startServer(t, nil, withLimits(mergeTestLimits(Limits{CommandTimeout: time.Second, DataTimeout: 1500 * time.Millisecond})))
 		c := dial(t, ts.addr("submission"))
 		c.login(ts.clientTLS)
-		c.do("MAIL FROM:<alice@example.com>", "250 ")
-		c.do("RCPT TO:<rcpt@example.net>", "250 ")
-		c.do("DATA", "354 ")
-		conn := c.conn
+		c.Do("MAIL FROM:<alice@example.com>", "250 ")
+		c.Do("RCPT TO:<rcpt@example.net>", "250 ")
+		c.Do("DATA", "354 ")
+		conn := c.Conn
 		stop := make(chan struct{})
 		defer close(stop)
 		go func() { // a line every 100 ms, for ever
@@ -359,8 +361,8 @@ func TestDataTimeouts(t *testing.T) {
 				}
 			}
 		}()
-		c.expect("421 4.4.2 Timeout while receiving the message")
-		c.expectClosed()
+		c.Expect("421 4.4.2 Timeout while receiving the message")
+		c.ExpectClosed()
 		if n := len(ts.handler.messages()); n != 0 {
 			t.Errorf("%d messages committed", n)
 		}
@@ -401,14 +403,14 @@ func TestProxyProtocol(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dialRaw(t, ts.addr(tt.listener))
-			c.write(string(tt.header))
+			c.Write(string(tt.header))
 			if tt.listener == "pp-smtps" {
-				c.upgrade(ts.clientTLS)
-				c.expect("220 mx.test")
-				c.do("EHLO client.test", "250 ")
-				c.do("AUTH PLAIN "+plainIR("", "alice", "secret"), "235 ")
+				c.Upgrade(ts.clientTLS)
+				c.Expect("220 mx.test")
+				c.Do("EHLO client.test", "250 ")
+				c.Do("AUTH PLAIN "+plainIR("", "alice", "secret"), "235 ")
 			} else {
-				c.expect("220 mx.test")
+				c.Expect("220 mx.test")
 				c.login(ts.clientTLS)
 			}
 			if reply := c.sendBody("rcpt@example.net", message(tt.name, "x")); replyCode(reply) != 250 {
@@ -419,28 +421,28 @@ func TestProxyProtocol(t *testing.T) {
 			if env.RemoteAddr.String() != tt.client || env.Listener != tt.listener {
 				t.Errorf("RemoteAddr %v on %q, want %v on %q", env.RemoteAddr, env.Listener, tt.client, tt.listener)
 			}
-			c.do("QUIT", "221 ")
-			c.expectClosed()
+			c.Do("QUIT", "221 ")
+			c.ExpectClosed()
 		})
 	}
 	t.Run("no header is dropped", func(t *testing.T) {
 		c := dialRaw(t, ts.addr("pp-submission"))
-		c.write("EHLO client.test\r\n")
-		c.expectClosed()
+		c.Write("EHLO client.test\r\n")
+		c.ExpectClosed()
 	})
 	t.Run("per-IP limit on the proxied address", func(t *testing.T) {
 		// Every socket comes from 127.0.0.1 and MaxConnectionsIP is 1:
 		// only the addresses in the headers count.
 		a := dialRaw(t, ts.addr("pp-submission"))
-		a.write("PROXY TCP4 203.0.113.20 192.0.2.1 1000 587\r\n")
-		a.expect("220 ")
+		a.Write("PROXY TCP4 203.0.113.20 192.0.2.1 1000 587\r\n")
+		a.Expect("220 ")
 		b := dialRaw(t, ts.addr("pp-submission"))
-		b.write("PROXY TCP4 203.0.113.21 192.0.2.1 1000 587\r\n")
-		b.expect("220 ")
+		b.Write("PROXY TCP4 203.0.113.21 192.0.2.1 1000 587\r\n")
+		b.Expect("220 ")
 		over := dialRaw(t, ts.addr("pp-submission"))
-		over.write("PROXY TCP4 203.0.113.20 192.0.2.1 1001 587\r\n")
-		over.expect("421 4.7.0 Too many connections from your address")
-		over.expectClosed()
+		over.Write("PROXY TCP4 203.0.113.20 192.0.2.1 1001 587\r\n")
+		over.Expect("421 4.7.0 Too many connections from your address")
+		over.ExpectClosed()
 	})
 }
 
@@ -451,30 +453,30 @@ func TestShutdown(t *testing.T) {
 		idle.login(ts.clientTLS)
 		busy := dial(t, ts.addr("submission"))
 		busy.login(ts.clientTLS)
-		busy.do("MAIL FROM:<alice@example.com>", "250 ")
-		busy.do("RCPT TO:<rcpt@example.net>", "250 ")
-		busy.do("DATA", "354 ")
-		busy.write("Subject: in flight\r\n\r\n")
+		busy.Do("MAIL FROM:<alice@example.com>", "250 ")
+		busy.Do("RCPT TO:<rcpt@example.net>", "250 ")
+		busy.Do("DATA", "354 ")
+		busy.Write("Subject: in flight\r\n\r\n")
 
 		plain := dial(t, ts.addr("submission")) // idle before STARTTLS
-		plain.do("EHLO client.test", "250 ")
+		plain.Do("EHLO client.test", "250 ")
 
 		done := make(chan error, 1)
 		go func() { done <- ts.Shutdown(context.Background()) }()
-		idle.expect("421 4.4.2")
-		idle.expectClosed()
-		plain.expect("421 4.4.2")
-		plain.expectClosed()
+		idle.Expect("421 4.4.2")
+		idle.ExpectClosed()
+		plain.Expect("421 4.4.2")
+		plain.ExpectClosed()
 		select {
 		case err := <-done:
 			t.Fatalf("Shutdown returned (%v) while a message was in flight", err)
 		default:
 		}
-		busy.write("finished after shutdown began\r\n.\r\n")
-		busy.expect("250 2.0.0 queued as")
-		busy.cmd("MAIL FROM:<alice@example.com>")
-		busy.expect("421 ")
-		busy.expectClosed()
+		busy.Write("finished after shutdown began\r\n.\r\n")
+		busy.Expect("250 2.0.0 queued as")
+		busy.Cmd("MAIL FROM:<alice@example.com>")
+		busy.Expect("421 ")
+		busy.ExpectClosed()
 		if err := <-done; err != nil {
 			t.Fatalf("Shutdown: %v", err)
 		}
@@ -488,10 +490,10 @@ func TestShutdown(t *testing.T) {
 		ts.handler.results = make(chan error, 1)
 		c := dial(t, ts.addr("submission"))
 		c.login(ts.clientTLS)
-		c.do("MAIL FROM:<alice@example.com>", "250 ")
-		c.do("RCPT TO:<rcpt@example.net>", "250 ")
-		c.do("DATA", "354 ")
-		c.write(message("held", "x") + ".\r\n")
+		c.Do("MAIL FROM:<alice@example.com>", "250 ")
+		c.Do("RCPT TO:<rcpt@example.net>", "250 ")
+		c.Do("DATA", "354 ")
+		c.Write(message("held", "x") + ".\r\n")
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		err := ts.Shutdown(ctx)
@@ -517,15 +519,15 @@ func TestLogging(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	ts := startServer(t, zap.New(core))
 	c := dial(t, ts.addr("submission"))
-	c.do("EHLO client.test", "250 ")
-	c.startTLS(ts.clientTLS)
-	c.do("EHLO client.test", "250 ")
-	c.do("AUTH PLAIN "+plainIR("", "carol", "Wrong-P4ss!"), "535 ")
-	c.do("AUTH LOGIN "+b64("carol"), "334 ")
-	c.do(b64("S3cr3t-P4ss!"), "235 ")
+	c.Do("EHLO client.test", "250 ")
+	c.StartTLS(ts.clientTLS)
+	c.Do("EHLO client.test", "250 ")
+	c.Do("AUTH PLAIN "+plainIR("", "carol", "Wrong-P4ss!"), "535 ")
+	c.Do("AUTH LOGIN "+b64("carol"), "334 ")
+	c.Do(b64("S3cr3t-P4ss!"), "235 ")
 	reply := c.sendBody("rcpt@example.net", message("logged", "x"))
-	c.do("QUIT", "221 ")
-	c.expectClosed()
+	c.Do("QUIT", "221 ")
+	c.ExpectClosed()
 	if reply != "250 2.0.0 queued as MSG0001" {
 		t.Fatalf("reply %q", reply)
 	}
@@ -597,16 +599,16 @@ func TestTLSSettings(t *testing.T) {
 			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 			for i := range 2 {
 				c := dialTLS(t, ts.addr("smtps"), cfg) // reading the banner takes the ticket
-				resumed := c.conn.(*tls.Conn).ConnectionState().DidResume
+				resumed := c.Conn.(*tls.Conn).ConnectionState().DidResume
 				if resumed != (i == 1) {
 					t.Errorf("TLS %x connection %d: DidResume %v", version, i, resumed)
 				}
-				c.do("QUIT", "221 ")
+				c.Do("QUIT", "221 ")
 			}
 		}
 	})
 	t.Run("GetCertificate", func(t *testing.T) {
-		serverTLS, clientTLS := testCert(t)
+		serverTLS, clientTLS := testutil.SelfSignedTLS(t)
 		calls := 0
 		cfg := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			calls++
@@ -623,9 +625,9 @@ func TestTLSSettings(t *testing.T) {
 		}
 		defer srv.Shutdown(context.Background())
 		c := dial(t, srv.Addr("s").String())
-		c.do("EHLO client.test", "250 ")
-		c.startTLS(clientTLS)
-		c.do("EHLO client.test", "250 ")
+		c.Do("EHLO client.test", "250 ")
+		c.StartTLS(clientTLS)
+		c.Do("EHLO client.test", "250 ")
 		if calls != 1 {
 			t.Errorf("GetCertificate called %d times", calls)
 		}
@@ -636,7 +638,7 @@ func TestTLSSettings(t *testing.T) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	serverTLS, _ := testCert(t)
+	serverTLS, _ := testutil.SelfSignedTLS(t)
 	good := func() Config {
 		return Config{Hostname: "mx.test", TLS: serverTLS,
 			Listeners: []ListenerConfig{{Name: "a", Address: ":0", TLS: TLSStartTLS}}}
@@ -684,7 +686,7 @@ func TestStart(t *testing.T) {
 	if err := ts.Start(context.Background()); err == nil {
 		t.Error("second Start succeeded")
 	}
-	serverTLS, _ := testCert(t)
+	serverTLS, _ := testutil.SelfSignedTLS(t)
 	srv, err := New(Config{Hostname: "mx.test", TLS: serverTLS, Listeners: []ListenerConfig{
 		{Name: "free", Address: "127.0.0.1:0", TLS: TLSStartTLS},
 		{Name: "taken", Address: ts.addr("submission"), TLS: TLSStartTLS},
@@ -706,18 +708,5 @@ func TestStart(t *testing.T) {
 
 func TestFailedSTARTTLSHandshakeEndsConnection(t *testing.T) {
 	ts := startServer(t, nil)
-	c := dial(t, ts.addr("submission"))
-	c.do("EHLO client.test", "250 ")
-	c.do("STARTTLS", "220 2.0.0")
-	// Plaintext instead of a ClientHello: go-smtp alone would answer
-	// "550 Handshake error" and go on without TLS.
-	c.write("EHLO client.test\r\nMAIL FROM:<alice@example.com>\r\n")
-	_ = c.conn.SetReadDeadline(time.Now().Add(clientTimeout))
-	rest, err := io.ReadAll(c.r)
-	if isTimeout(err) {
-		t.Fatal("connection still open after a failed handshake")
-	}
-	if !strings.Contains(string(rest), "550 5.0.0 Handshake error") || strings.Contains(string(rest), "250") {
-		t.Fatalf("after the failed handshake: %q", rest)
-	}
+	dial(t, ts.addr("submission")).plaintextAfterSTARTTLS("client.test", "alice@example.com")
 }

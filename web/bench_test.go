@@ -27,20 +27,30 @@ func benchFixture(b *testing.B) (*fixture, []string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ids := make([]string, benchMessages)
+	ids := acceptConcurrently(b, f.st, benchMessages, 8, func(i int) *store.Message {
+		received := t0.Add(time.Duration(i) * time.Second)
+		return &store.Message{ID: store.NewID(received), Login: "alice", Route: store.RouteCapture,
+			Recipients: []string{"bench@example.com"}, RemoteIP: "192.0.2.10", TLS: true,
+			Received: received, Size: int64(len(raw)), Raw: raw, Summary: sum}
+	})
+	return f, ids
+}
+
+// acceptConcurrently accepts n messages, msg(i) for i from 0 to n-1, from
+// workers goroutines, so that concurrent Accepts share the store's group
+// commits as SMTP sessions do, and returns their ids by i.
+func acceptConcurrently(b *testing.B, st store.Store, n, workers int, msg func(i int) *store.Message) []string {
+	b.Helper()
+	ids := make([]string, n)
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup
-	const workers = 8 // concurrent Accepts share the store's group commits
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < benchMessages; i += workers {
-				received := t0.Add(time.Duration(i) * time.Second)
-				m := &store.Message{ID: store.NewID(received), Login: "alice", Route: store.RouteCapture,
-					Recipients: []string{"bench@example.com"}, RemoteIP: "192.0.2.10", TLS: true,
-					Received: received, Size: int64(len(raw)), Raw: raw, Summary: sum}
-				if err := f.st.Accept(context.Background(), m); err != nil {
+			for i := w; i < n; i += workers {
+				m := msg(i)
+				if err := st.Accept(context.Background(), m); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -57,7 +67,7 @@ func benchFixture(b *testing.B) (*fixture, []string) {
 		b.Fatalf("seed: %v", err)
 	default:
 	}
-	return f, ids
+	return ids
 }
 
 // BenchmarkInboxFirstPage lists the newest 20 messages of a 10,000-message

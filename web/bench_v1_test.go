@@ -34,39 +34,15 @@ func seedCapture(b *testing.B, f *fixture, n int) []string {
 		b.Fatal(err)
 	}
 	text := readableText(c)
-	ids := make([]string, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, 1)
-	const workers = 32
 	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += workers {
-				received := t0.Add(time.Duration(i) * time.Second)
-				m := &store.Message{ID: store.NewID(received), Login: "alice", Route: store.RouteCapture,
-					Recipients: []string{"big@example.com", fmt.Sprintf("user%d@example.com", i%1000)},
-					RemoteIP:   "192.0.2.10", TLS: true, Received: received, Size: int64(len(raw)), Raw: raw,
-					Summary: sum, Text: text, Tags: []string{"bench"},
-					Processing: store.Processing{Stats: map[string]int{"links_tracked": 2, "pixels_added": 1}}}
-				if err := f.st.Accept(context.Background(), m); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-					return
-				}
-				ids[i] = m.ID
-			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-errs:
-		b.Fatalf("seed: %v", err)
-	default:
-	}
+	ids := acceptConcurrently(b, f.st, n, 32, func(i int) *store.Message {
+		received := t0.Add(time.Duration(i) * time.Second)
+		return &store.Message{ID: store.NewID(received), Login: "alice", Route: store.RouteCapture,
+			Recipients: []string{"big@example.com", fmt.Sprintf("user%d@example.com", i%1000)},
+			RemoteIP:   "192.0.2.10", TLS: true, Received: received, Size: int64(len(raw)), Raw: raw,
+			Summary: sum, Text: text, Tags: []string{"bench"},
+			Processing: store.Processing{Stats: map[string]int{"links_tracked": 2, "pixels_added": 1}}}
+	})
 	b.Logf("seeded %d messages in %v", n, time.Since(start).Round(time.Millisecond))
 	return ids
 }

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 )
 
@@ -25,7 +26,7 @@ func BenchmarkDeliver(b *testing.B) {
 		open func(b *testing.B) testStore
 	}{
 		{"sqlite", func(b *testing.B) testStore { return openSQLite(b, b.TempDir()) }},
-		{"postgres", func(b *testing.B) testStore { return openPostgres(b, newSchema(b)) }},
+		{"postgres", func(b *testing.B) testStore { return openPostgres(b, testutil.PostgresSchema(b)) }},
 	}
 	for _, s := range stores {
 		for _, endpoints := range []int{1, 4} {

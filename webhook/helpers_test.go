@@ -2,26 +2,21 @@ package webhook
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 	"github.com/smtpgate/smtpgate/store/postgres"
 	"github.com/smtpgate/smtpgate/store/sqlite"
@@ -57,7 +52,7 @@ func eachStore(t *testing.T, fn func(t *testing.T, open opener)) {
 		dsns := map[string]string{}
 		fn(t, func(key string) testStore {
 			if dsns[key] == "" {
-				dsns[key] = newSchema(t)
+				dsns[key] = testutil.PostgresSchema(t)
 			}
 			return openPostgres(t, dsns[key])
 		})
@@ -82,68 +77,6 @@ func openPostgres(tb testing.TB, dsn string) testStore {
 	}
 	tb.Cleanup(func() { db.Close() })
 	return db
-}
-
-// defaultPostgres is the server the tests use when SMTPGATE_PG_DSN is unset.
-const defaultPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-// newSchema creates a schema of its own for one store on the test server,
-// drops it when the test ends, and returns a DSN that uses it. Without
-// SMTPGATE_PG_DSN and a server at defaultPostgres the test is skipped,
-// except in CI.
-func newSchema(tb testing.TB) string {
-	tb.Helper()
-	dsn := os.Getenv("SMTPGATE_PG_DSN")
-	if dsn == "" {
-		dsn = defaultPostgres
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("SMTPGATE_PG_DSN") != "" {
-			tb.Fatalf("PostgreSQL at %s: %v", dsn, err)
-		}
-		tb.Skipf("no PostgreSQL at %s: %v", dsn, err)
-	}
-	defer conn.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	name := "webhook_test_" + hex.EncodeToString(b[:])
-	schema := pgx.Identifier{name}.Sanitize()
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatalf("create schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			tb.Errorf("dropping schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
-			tb.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	return withSearchPath(tb, dsn, name)
-}
-
-// withSearchPath returns dsn with search_path set to schema.
-func withSearchPath(tb testing.TB, dsn, schema string) string {
-	tb.Helper()
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			tb.Fatalf("parse DSN: %v", err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " search_path=" + schema
 }
 
 // emit commits a captured message from login with one event of each type

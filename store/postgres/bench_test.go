@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 )
 
@@ -40,7 +41,7 @@ func BenchmarkAccept5KB(b *testing.B) {
 		{"writers=50,batch=1", options{writers: 50, maxBatch: 1}},
 	} {
 		b.Run(cfg.name, func(b *testing.B) {
-			db := openTestOpts(b, newSchema(b), cfg.opt)
+			db := openTestOpts(b, testutil.PostgresSchema(b), cfg.opt)
 			const producers = 50
 			msgs := make([]*store.Message, b.N)
 			for i := range msgs {
@@ -121,7 +122,7 @@ SELECT unnest(recipients), seq, id, login, received FROM messages WHERE id LIKE 
 // holding 100,000 messages, for the admin scope and for one login's scope
 // (half the inbox is another login's).
 func BenchmarkInboxFirstPage(b *testing.B) {
-	db := openTest(b, newSchema(b))
+	db := openTest(b, testutil.PostgresSchema(b))
 	seedInbox(b, db, 100_000)
 	for _, sc := range []struct {
 		name  string
@@ -151,7 +152,7 @@ func BenchmarkInboxFirstPage(b *testing.B) {
 // deferred into the past so that they are due again.
 func BenchmarkClaimComplete(b *testing.B) {
 	ctx := context.Background()
-	db := openTest(b, newSchema(b))
+	db := openTest(b, testutil.PostgresSchema(b))
 	for i := range 200 {
 		m := testMessage(b, "login0", "smarthost", fmt.Sprintf("a%d@example.org", i), fmt.Sprintf("b%d@example.org", i))
 		m.Received = m.Received.Add(-time.Hour)
@@ -196,7 +197,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 // concurrent callers, as the tracking endpoints do; calls share group
 // commits through the writer.
 func BenchmarkAddEvents(b *testing.B) {
-	db := openTest(b, newSchema(b))
+	db := openTest(b, testutil.PostgresSchema(b))
 	m := mustAccept(b, db, testMessage(b, "login0", store.RouteCapture, "a@example.org"))
 	var next atomic.Int64
 	var wg sync.WaitGroup

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 )
 
@@ -59,7 +60,7 @@ func claimAll(t *testing.T, dbs []*DB, workers, limit int, now time.Time,
 // leased once.
 func TestClaimDeliveriesTwoInstances(t *testing.T) {
 	ctx := context.Background()
-	dsn := newSchema(t)
+	dsn := testutil.PostgresSchema(t)
 	dbs := []*DB{openTest(t, dsn), openTest(t, dsn)}
 	now := time.Now().UTC().Add(time.Minute) // every message below is due by then
 	var msgs []*store.Message
@@ -146,7 +147,7 @@ func TestClaimDeliveriesTwoInstances(t *testing.T) {
 // concurrently by both instances from one event stream.
 func TestClaimWebhookJobsTwoInstances(t *testing.T) {
 	ctx := context.Background()
-	dsn := newSchema(t)
+	dsn := testutil.PostgresSchema(t)
 	dbs := []*DB{openTest(t, dsn), openTest(t, dsn)}
 	now := time.Now().UTC()
 	events := 0

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 )
 
@@ -63,7 +64,7 @@ func TestCrashKeepsAcceptedMail(t *testing.T) {
 		t.Skip("inside the child")
 	}
 	ctx := context.Background()
-	dsn := newSchema(t)
+	dsn := testutil.PostgresSchema(t)
 	openTest(t, dsn).Close() // migrate before the child starts
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 )
 
@@ -15,7 +16,7 @@ import (
 // the calls committed with it succeed with their own Seqs and Logins.
 func TestAddEventsFailAlone(t *testing.T) {
 	ctx := context.Background()
-	db := openTest(t, newSchema(t))
+	db := openTest(t, testutil.PostgresSchema(t))
 	alpha := mustAccept(t, db, testMessage(t, "alpha", store.RouteCapture, "a@example.org"))
 	beta := mustAccept(t, db, testMessage(t, "beta", "smarthost", "b@example.org"))
 	const n = 60

@@ -2,10 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,69 +11,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 	"github.com/smtpgate/smtpgate/summary"
 )
-
-// defaultDSN is the server the tests use when SMTPGATE_PG_DSN is unset.
-const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-// testDSN returns the DSN of the test server. Without SMTPGATE_PG_DSN the
-// test fails in CI (env CI set) and is skipped elsewhere if the default
-// server does not answer.
-func testDSN(tb testing.TB) string {
-	tb.Helper()
-	if dsn := os.Getenv("SMTPGATE_PG_DSN"); dsn != "" {
-		return dsn
-	}
-	if os.Getenv("CI") != "" {
-		tb.Fatal("SMTPGATE_PG_DSN is not set; the PostgreSQL tests never skip in CI")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, defaultDSN)
-	if err != nil {
-		tb.Skipf("SMTPGATE_PG_DSN unset and no PostgreSQL at %s: %v", defaultDSN, err)
-	}
-	conn.Close(ctx)
-	return defaultDSN
-}
-
-// withSearchPath returns dsn with search_path set to schema.
-func withSearchPath(tb testing.TB, dsn, schema string) string {
-	tb.Helper()
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			tb.Fatalf("parse DSN: %v", err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " search_path=" + schema
-}
-
-// randomSchema returns a new schema name for one test.
-func randomSchema() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return "smtpgate_test_" + hex.EncodeToString(b[:])
-}
-
-// newSchema creates a fresh schema, drops it (with everything in it) when
-// the test ends, and returns a DSN whose search_path is that schema.
-func newSchema(tb testing.TB) string {
-	tb.Helper()
-	dsn := testDSN(tb)
-	schema := randomSchema()
-	execSQL(tb, dsn, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize())
-	tb.Cleanup(func() {
-		execSQL(tb, dsn, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
-	})
-	return withSearchPath(tb, dsn, schema)
-}
 
 // execSQL runs one statement on a connection of its own.
 func execSQL(tb testing.TB, dsn, sql string, args ...any) {
@@ -111,7 +48,7 @@ func (s *schemas) dsn(t *testing.T, dir string) string {
 	if d, ok := s.dsns[dir]; ok {
 		return d
 	}
-	d := newSchema(t)
+	d := testutil.PostgresSchema(t)
 	s.dsns[dir] = d
 	return d
 }

@@ -11,13 +11,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 )
 
 // TestOpenConcurrentMigratesOnce: instances starting together on an empty
 // schema all open it, and the schema is migrated exactly once.
 func TestOpenConcurrentMigratesOnce(t *testing.T) {
-	dsn := newSchema(t)
+	dsn := testutil.PostgresSchema(t)
 	var wg sync.WaitGroup
 	dbs := make([]*DB, 4)
 	errs := make([]error, len(dbs))
@@ -48,7 +49,7 @@ func TestOpenConcurrentMigratesOnce(t *testing.T) {
 // TestRefusesNewerSchema: a schema written by a newer program is not
 // opened (and not changed) by an older one.
 func TestRefusesNewerSchema(t *testing.T) {
-	dsn := newSchema(t)
+	dsn := testutil.PostgresSchema(t)
 	openTest(t, dsn).Close()
 	execSQL(t, dsn, `UPDATE schema_version SET version = 999`)
 	if db, err := Open(context.Background(), dsn, zap.NewNop()); err == nil {
@@ -63,10 +64,10 @@ func TestRefusesNewerSchema(t *testing.T) {
 // behind, for a schema that does not exist, synchronous_commit off, and an
 // unreachable or malformed DSN.
 func TestOpenRefusals(t *testing.T) {
-	base := testDSN(t)
-	dsn := newSchema(t)
+	base := testutil.PostgresDSN(t)
+	dsn := testutil.PostgresSchema(t)
 	for name, d := range map[string]string{
-		"missing schema":  withSearchPath(t, base, randomSchema()),
+		"missing schema":  testutil.WithSearchPath(t, base, "smtpgate_test_never_created"),
 		"async commit":    strings.Replace(dsn, "?", "?synchronous_commit=off&", 1),
 		"malformed":       "postgres://%zz",
 		"nothing listens": "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=5",
@@ -89,7 +90,7 @@ func TestOpenRefusals(t *testing.T) {
 // their GIN index, and a substring search on a large table uses it.
 func TestTrigramIndexes(t *testing.T) {
 	ctx := context.Background()
-	dsn := newSchema(t)
+	dsn := testutil.PostgresSchema(t)
 	db := openTest(t, dsn)
 	if !db.trgm {
 		t.Skip("pg_trgm is not available on this server")
@@ -128,7 +129,7 @@ func TestTrigramIndexes(t *testing.T) {
 // TestLockKeyPerSchema: stores in different schemas take different seq
 // locks, so they never wait for each other.
 func TestLockKeyPerSchema(t *testing.T) {
-	a, b := openTest(t, newSchema(t)), openTest(t, newSchema(t))
+	a, b := openTest(t, testutil.PostgresSchema(t)), openTest(t, testutil.PostgresSchema(t))
 	if a.lockKey == b.lockKey || a.schema == b.schema {
 		t.Errorf("schemas %s and %s share lock key %d", a.schema, b.schema, a.lockKey)
 	}
@@ -139,7 +140,7 @@ func TestLockKeyPerSchema(t *testing.T) {
 // second must see the first and remove the message itself.
 func TestConcurrentDeletesLeaveNoOrphan(t *testing.T) {
 	ctx := context.Background()
-	db := openTest(t, newSchema(t))
+	db := openTest(t, testutil.PostgresSchema(t))
 	for range 30 {
 		m := mustAccept(t, db, testMessage(t, "alpha", store.RouteCapture, "one@example.org", "two@example.org"))
 		var wg sync.WaitGroup

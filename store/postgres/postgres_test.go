@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 	"github.com/smtpgate/smtpgate/store/storetest"
 )
@@ -14,7 +15,7 @@ import (
 // maps to a schema of its own; reopening a directory opens a new pool on
 // the same schema.
 func TestConformance(t *testing.T) {
-	testDSN(t)
+	testutil.PostgresDSN(t)
 	var s schemas
 	storetest.Run(t, func(t *testing.T, dir string) store.Store {
 		db, err := Open(context.Background(), s.dsn(t, dir), zaptest.NewLogger(t))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 )
 
@@ -40,7 +41,7 @@ WHERE locktype = 'advisory' AND NOT granted AND ((classid::bigint << 32) | objid
 // later Seq without the earlier one.
 func TestSeqWaitsForEarlierCommit(t *testing.T) {
 	ctx := context.Background()
-	dsn := newSchema(t)
+	dsn := testutil.PostgresSchema(t)
 	db := openTest(t, dsn)
 	base := mustAccept(t, db, testMessage(t, "alpha", store.RouteCapture, "a@example.org"))
 
@@ -163,7 +164,7 @@ VALUES ('%s', 'alpha', 'opened', '', now(), '', '', '', '', '') RETURNING seq`, 
 // one, the reader would have moved past the lower one and never see it.
 func TestSeqCommitOrderUnderLoad(t *testing.T) {
 	ctx := context.Background()
-	dsn := newSchema(t)
+	dsn := testutil.PostgresSchema(t)
 	dbs := []*DB{openTest(t, dsn), openTest(t, dsn)}
 	const producers, perProducer = 8, 30
 	// Search with AfterSeq 0 lists newest first: start after a seed.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 )
 
@@ -84,7 +85,7 @@ func FuzzCleanJSON(f *testing.F) {
 // back with U+FFFD; the inbox is found by the address as submitted.
 func TestTextPostgresCannotHold(t *testing.T) {
 	ctx := context.Background()
-	db := openTest(t, newSchema(t))
+	db := openTest(t, testutil.PostgresSchema(t))
 	m := testMessage(t, "alpha", store.RouteCapture, "Bad\xe9\x00@Example.org", "ok@example.org")
 	m.Raw = append(m.Raw, 0, 0xff, 0xfe, '\r', '\n')
 	m.Original = []byte("orig\x00inal\xff")
@@ -138,7 +139,7 @@ func TestTextPostgresCannotHold(t *testing.T) {
 // TestSearchPatternIsLiteral: % and _ in a search string match themselves.
 func TestSearchPatternIsLiteral(t *testing.T) {
 	ctx := context.Background()
-	db := openTest(t, newSchema(t))
+	db := openTest(t, testutil.PostgresSchema(t))
 	a := testMessage(t, "alpha", store.RouteCapture, "a@example.org")
 	a.Summary.Subject = "50% off_now"
 	b := testMessage(t, "alpha", store.RouteCapture, "a@example.org")
