@@ -11,7 +11,9 @@
 // domain for an MX route, one for all recipients with a smarthost, due at
 // the message's send-at time (or arrival) and expiring MaxAge after arrival.
 // A delivery not yet due is simply not claimed; Notify wakes the worker when
-// new work arrives instead of waiting for the next poll.
+// new work arrives instead of waiting for the next poll, and Remember hands
+// it the committed message, kept in a bounded cache (Config.MessageCache)
+// so that the first attempts need not read it back from the store.
 //
 // An attempt sends only to the recipients still pending, so a recipient
 // that got a 2xx is never sent to again by this package. Each recipient
