@@ -343,10 +343,11 @@ func (k *attrKeeper) strip(marked *[]byte, src []byte, end, nameEnd int, attrs [
 // white space (whether there is any, whether it starts with a newline and
 // whether more follows: the first newline of a <pre> is dropped), whether
 // anything follows that white space (in a table, in the head, for
-// :empty), NUL and CR characters and character references (text with those
-// stays). So white space keeps its first two characters, and text with a
-// printable ASCII character after its leading white space, non-blank to
-// every such test, becomes that white space so cut and "x".
+// :empty), NUL characters and character references (text with those
+// stays). So white space keeps its first two characters (a CR LF counts as
+// one), and text with a printable ASCII character after its leading white
+// space, non-blank to every such test, becomes that white space so cut and
+// "x".
 func shortToken(tt htmlscan.Kind, raw []byte) (keep int, short string, ok bool) {
 	const shortComment = "<!---->"
 	if tt == htmlscan.Comment {
@@ -357,24 +358,30 @@ func shortToken(tt htmlscan.Kind, raw []byte) (keep int, short string, ok bool) 
 	}
 	ws := 0
 	for ws < len(raw) && isHTMLSpace(raw[ws]) {
-		if raw[ws] == '\r' {
-			return 0, "", false
-		}
 		ws++
 	}
+	// The tokenizer turns CR LF and a lone CR into LF: a kept CR LF is
+	// one character, and the cut never splits one.
+	first := 1
+	if ws >= 2 && raw[0] == '\r' && raw[1] == '\n' {
+		first = 2
+	}
+	keep = min(ws, first+1)
+	if keep == first+1 && raw[first] == '\r' && keep < len(raw) && raw[keep] == '\n' {
+		keep++
+	}
 	if ws == len(raw) {
-		return 2, "", ws > 2
+		return keep, "", keep < len(raw)
 	}
 	printable := false
 	for _, c := range raw[ws:] {
 		switch {
-		case c == '<' || c == '&' || c == 0 || c == '\r':
+		case c == '<' || c == '&' || c == 0:
 			return 0, "", false
 		case '!' <= c && c <= '~':
 			printable = true
 		}
 	}
-	keep = min(ws, 2)
 	return keep, "x", printable && keep+1 < len(raw)
 }
 

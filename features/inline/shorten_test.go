@@ -38,6 +38,8 @@ func FuzzShortTokens(f *testing.F) {
 		"<pre>\n\nab</pre><b>x<p>y",
 		"<pre>\nab</pre>",
 		"<A =\">\">0",
+		"<pre>\r\n</pre><pre>\r\n\r\n</pre><pre>\r\r</pre><pre>\r</pre><pre>\r\nab\r\n</pre><b>q<p>\r\n  \r\n<pre>\n\r\n</pre>",
+		"<table>\r\n  <tr>\r\n<td>x\r\ny</td></tr>\r\n z\r\n</table><style>\r\np{margin:0}\r\n</style>\r\n",
 		"<p =x>y</p>",
 		"<p><b>x</p>   <p>y</p><pre>\n\n\n</pre><b>z<pre>\n</pre><pre>\n  \n</pre><pre>  \n x</pre><listing>\n\n</listing>",
 		"<table>\n\n   <tr>\t\t\t<td>x</td>   </tr>\n   \n</table><select>   <option>   </select>",
