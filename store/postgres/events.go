@@ -97,14 +97,14 @@ func (db *DB) AddEvents(ctx context.Context, events ...*store.Event) error {
 		return fmt.Errorf("postgres: add events: %w", err)
 	}
 	res, err := db.commits.Submit(ctx, &request{events: args, nEvent: len(events)})
-	if err != nil {
-		return fmt.Errorf("postgres: add events: %w", err)
+	if err == nil {
+		err = res.err // this write failed alone inside its group
 	}
-	if errors.Is(res.err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		return store.ErrNotFound
 	}
-	if res.err != nil {
-		return fmt.Errorf("postgres: add events: %w", res.err)
+	if err != nil {
+		return fmt.Errorf("postgres: add events: %w", err)
 	}
 	for i, ev := range events {
 		ev.Seq, ev.Login = res.eventSeqs[i], res.logins[i]
