@@ -2,57 +2,17 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/smtpgate/smtpgate/internal/testutil"
 	"github.com/smtpgate/smtpgate/store"
 )
 
-// pgDSN returns a DSN for a fresh schema of the test PostgreSQL server, or
-// skips (fails in CI) when there is none.
-func pgDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("SMTPGATE_PG_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("SMTPGATE_PG_DSN is not set: CI must run the PostgreSQL tests")
-		}
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL: %v", err)
-		}
-		t.Skipf("no PostgreSQL at %s: %v", dsn, err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "smtpgate_app_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), dsn)
-		if err == nil {
-			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
-	})
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	return dsn + sep + "search_path=" + schema
-}
+// pgDSN returns a DSN for a fresh schema of the test PostgreSQL server
+// (dropped after the test); it fails in CI when the server is down.
+func pgDSN(t *testing.T) string { return testutil.PostgresSchema(t) }
 
 func TestCaptureOnPostgres(t *testing.T) {
 	dsn := pgDSN(t)
