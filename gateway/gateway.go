@@ -118,7 +118,7 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 		return "", fmt.Errorf("gateway: features: %w", err)
 	}
 
-	sum, err := summary.Parse(out.Raw)
+	sum, text, err := summary.ParseText(out.Raw)
 	if err != nil {
 		// A message whose header cannot be read is still accepted and
 		// captured; the summary stays empty and the raw bytes are kept.
@@ -137,6 +137,7 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 		Size:       int64(len(out.Raw)),
 		Raw:        out.Raw,
 		Summary:    sum,
+		Text:       text,
 		Tags:       out.Directives.Tags,
 		Metadata:   out.Directives.Metadata,
 		SendAt:     out.Directives.SendAt,

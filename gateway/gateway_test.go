@@ -144,6 +144,14 @@ func TestHandleCommitsCapturedMessage(t *testing.T) {
 	if m.Summary.Subject != "Hello" || len(m.Summary.Links) != 1 || m.Summary.Links[0] != "https://example.com/x?a=1&b=2" {
 		t.Fatalf("summary wrong: %+v", m.Summary)
 	}
+	// The readable text is kept for full-text search.
+	if m.Text != "See https://example.com/x?a=1&b=2" {
+		t.Fatalf("text %q", m.Text)
+	}
+	found, err := db.Search(context.Background(), store.SearchQuery{Scope: store.Scope{Logins: []string{"app"}}, Text: "EXAMPLE.com/x"})
+	if err != nil || len(found) != 1 || found[0].ID != id {
+		t.Fatalf("text search: %v %v", found, err)
+	}
 	for _, inbox := range []string{"alice@example.com", "bob@example.com"} {
 		e, err := db.Inbox(context.Background(), store.InboxQuery{Inbox: inbox, Scope: store.Scope{Logins: []string{"app"}}})
 		if err != nil || len(e) != 1 || e[0].Message.ID != id {

@@ -20,6 +20,12 @@ import (
 // be read. It fails only when the message has no readable header. At most
 // MaxParts parts and MaxLinks links are considered.
 func Parse(raw []byte) (Summary, error) {
+	return parse(raw, nil)
+}
+
+// parse is Parse, also feeding the decoded body parts to text when it is
+// not nil.
+func parse(raw []byte, text *textCollector) (Summary, error) {
 	hdr, body := splitHeader(raw, true)
 	h, err := readHeader(hdr)
 	if err != nil {
@@ -29,7 +35,7 @@ func Parse(raw []byte) (Summary, error) {
 		return Summary{}, ErrNoHeader
 	}
 	s := headerSummary(&h)
-	p := parser{s: &s}
+	p := parser{s: &s, text: text}
 	w := walker{visit: p.leaf}
 	w.entity(&h, body, 0)
 	if p.links.list != nil {
@@ -90,7 +96,8 @@ func messageID(v string) string {
 type parser struct {
 	s       *Summary
 	links   linkSet
-	scratch []byte // reused decode buffer
+	scratch []byte         // reused decode buffer
+	text    *textCollector // nil unless ParseText
 }
 
 func (p *parser) leaf(l *leaf) {
@@ -104,6 +111,9 @@ func (p *parser) leaf(l *leaf) {
 		return
 	}
 	text := convertCharset(data, l.params["charset"])
+	if p.text != nil {
+		p.text.add(l.mediaType, text)
+	}
 	switch l.mediaType {
 	case "text/html":
 		p.s.HasHTML = true
