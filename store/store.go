@@ -43,8 +43,10 @@ type Message struct {
 	Summary summary.Summary // parsed view of Raw
 	Tags    []string
 	// Text is the message's readable text (text body, else the HTML's text),
-	// capped at 64 KiB, for SearchQuery.Text. Set by the caller of Accept;
-	// only filled in by Get and InboxMessage.
+	// capped at 64 KiB, for SearchQuery.Text. Set by the caller of Accept.
+	// It is an input to full-text search only: backends keep it once, in
+	// their search index, and no read returns it (the text of a message is
+	// derived from Raw when it is shown).
 	Text string
 
 	// ReturnPath is the envelope sender for delivery when it differs from

@@ -71,7 +71,7 @@ func scanEntry(row pgx.Row, extra ...any) (*store.InboxEntry, error) {
 	return e, nil
 }
 
-// Get returns a message with its Raw, Original and Text, or
+// Get returns a message with its Raw and Original, or
 // store.ErrNotFound if it does not exist or scope does not allow its login.
 func (db *DB) Get(ctx context.Context, id string, scope store.Scope) (*store.Message, error) {
 	if err := db.usable("get"); err != nil {
@@ -80,11 +80,10 @@ func (db *DB) Get(ctx context.Context, id string, scope store.Scope) (*store.Mes
 	if !seesAnything(scope) {
 		return nil, store.ErrNotFound
 	}
-	row := db.pool.QueryRow(ctx, `SELECT `+messageColumns+`, m.body_text, b.raw, b.original
+	row := db.pool.QueryRow(ctx, `SELECT `+messageColumns+`, b.raw, b.original
 FROM messages m JOIN bodies b ON b.id = m.id WHERE m.id = $1`, clean(id))
-	var text string
 	var raw, original []byte
-	m, err := scanMessage(row, &text, &raw, &original)
+	m, err := scanMessage(row, &raw, &original)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -94,7 +93,7 @@ FROM messages m JOIN bodies b ON b.id = m.id WHERE m.id = $1`, clean(id))
 	if !scope.Allows(m.Login) {
 		return nil, store.ErrNotFound
 	}
-	m.Text, m.Raw, m.Original = text, nonNilBytes(raw), nilIfEmpty(original)
+	m.Raw, m.Original = nonNilBytes(raw), nilIfEmpty(original)
 	return m, nil
 }
 
@@ -161,8 +160,8 @@ ORDER BY i.seq DESC LIMIT $5`, inbox, before, q.Scope.All, scopeLogins(q.Scope),
 	return entries, nil
 }
 
-// InboxMessage returns one message of an inbox with Raw, Original and
-// Text, or store.ErrNotFound if the inbox does not hold it or scope does
+// InboxMessage returns one message of an inbox with Raw and Original, or
+// store.ErrNotFound if the inbox does not hold it or scope does
 // not allow its login.
 func (db *DB) InboxMessage(ctx context.Context, inbox, id string, scope store.Scope) (*store.InboxEntry, error) {
 	if err := db.usable("inbox message"); err != nil {
@@ -172,12 +171,11 @@ func (db *DB) InboxMessage(ctx context.Context, inbox, id string, scope store.Sc
 		return nil, store.ErrNotFound
 	}
 	inbox = store.NormalizeInbox(clean(inbox))
-	row := db.pool.QueryRow(ctx, `SELECT `+messageColumns+`, `+inboxColumns+`, m.body_text, b.raw, b.original
+	row := db.pool.QueryRow(ctx, `SELECT `+messageColumns+`, `+inboxColumns+`, b.raw, b.original
 FROM messages m JOIN inbox i ON i.inbox = $1 AND i.seq = m.seq JOIN bodies b ON b.id = m.id
 WHERE m.id = $2`, inbox, clean(id))
-	var text string
 	var raw, original []byte
-	e, err := scanEntry(row, &text, &raw, &original)
+	e, err := scanEntry(row, &raw, &original)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -187,7 +185,7 @@ WHERE m.id = $2`, inbox, clean(id))
 	if !scope.Allows(e.Message.Login) {
 		return nil, store.ErrNotFound
 	}
-	e.Message.Text, e.Message.Raw, e.Message.Original = text, nonNilBytes(raw), nilIfEmpty(original)
+	e.Message.Raw, e.Message.Original = nonNilBytes(raw), nilIfEmpty(original)
 	return e, nil
 }
 

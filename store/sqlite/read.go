@@ -27,7 +27,7 @@ const messageColumns = `m.seq, m.id, m.login, m.route, m.mail_from, m.recipients
 
 // The read queries, prepared once on the read pool.
 const (
-	queryGet = `SELECT ` + messageColumns + `, b.raw, b.original, b.text
+	queryGet = `SELECT ` + messageColumns + `, b.raw, b.original
 FROM messages m JOIN bodies b ON b.seq = m.seq WHERE m.id = ?`
 	queryGetMeta = `SELECT ` + messageColumns + ` FROM messages m WHERE m.id = ?`
 	inboxHead    = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder
@@ -35,7 +35,7 @@ FROM inbox i JOIN messages m ON m.seq = i.seq
 WHERE i.inbox = ? AND i.seq < ?`
 	queryInboxAll     = inboxHead + ` ORDER BY i.seq DESC LIMIT ?`
 	queryInboxScoped  = inboxHead + ` AND i.login IN (SELECT value FROM json_each(?)) ORDER BY i.seq DESC LIMIT ?`
-	queryInboxMessage = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder, b.raw, b.original, b.text
+	queryInboxMessage = `SELECT ` + messageColumns + `, i.inbox, i.read, i.labels, i.folder, b.raw, b.original
 FROM messages m JOIN inbox i ON i.inbox = ? AND i.seq = m.seq JOIN bodies b ON b.seq = m.seq
 WHERE m.id = ?`
 )
@@ -121,8 +121,7 @@ func (db *DB) Get(ctx context.Context, id string, scope store.Scope) (*store.Mes
 	}
 	row := db.reads[queryGet].QueryRowContext(ctx, id)
 	var raw, original []byte
-	var text string
-	m, err := scanMessage(row, &raw, &original, &text)
+	m, err := scanMessage(row, &raw, &original)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -132,7 +131,7 @@ func (db *DB) Get(ctx context.Context, id string, scope store.Scope) (*store.Mes
 	if !scope.Allows(m.Login) {
 		return nil, store.ErrNotFound
 	}
-	m.Raw, m.Original, m.Text = raw, nilIfEmpty(original), text
+	m.Raw, m.Original = raw, nilIfEmpty(original)
 	return m, nil
 }
 
@@ -234,8 +233,7 @@ func (db *DB) InboxMessage(ctx context.Context, inbox, id string, scope store.Sc
 	inbox = store.NormalizeInbox(inbox)
 	row := db.reads[queryInboxMessage].QueryRowContext(ctx, inbox, id)
 	var raw, original []byte
-	var text string
-	e, err := scanEntry(row, &raw, &original, &text)
+	e, err := scanEntry(row, &raw, &original)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -245,7 +243,7 @@ func (db *DB) InboxMessage(ctx context.Context, inbox, id string, scope store.Sc
 	if !scope.Allows(e.Message.Login) {
 		return nil, store.ErrNotFound
 	}
-	e.Message.Raw, e.Message.Original, e.Message.Text = raw, nilIfEmpty(original), text
+	e.Message.Raw, e.Message.Original = raw, nilIfEmpty(original)
 	return e, nil
 }
 

@@ -32,23 +32,27 @@ func requestSize(r *request) int {
 	if r.row == nil {
 		return 1024
 	}
-	return len(r.row.raw) + len(r.row.original) + len(r.row.text)
+	n := len(r.row.raw) + len(r.row.original)
+	if r.row.search != nil {
+		n += len(r.row.search.text)
+	}
+	return n
 }
 
 // row is a message encoded for its INSERTs, made by the caller's goroutine
 // so that the writer only executes statements.
 type row struct {
-	id, login, route, mailFrom, remoteIP, helo, returnPath, text string
-	tls                                                          bool
-	received, size, sendAt                                       int64
-	recipients, summary, tags, metadata, processing              []byte // JSON
-	raw, original                                                []byte
-	inboxes                                                      []string   // capture index entries
-	search                                                       *searchRow // captured messages only
-	events                                                       []*store.Event
-	deliveries                                                   []*store.Delivery // copies with the defaults filled in
-	deliveryRecipients                                           [][]byte          // JSON of each delivery's Recipients
-	created                                                      time.Time
+	id, login, route, mailFrom, remoteIP, helo, returnPath string
+	tls                                                    bool
+	received, size, sendAt                                 int64
+	recipients, summary, tags, metadata, processing        []byte // JSON
+	raw, original                                          []byte
+	inboxes                                                []string   // capture index entries
+	search                                                 *searchRow // captured messages only
+	events                                                 []*store.Event
+	deliveries                                             []*store.Delivery // copies with the defaults filled in
+	deliveryRecipients                                     [][]byte          // JSON of each delivery's Recipients
+	created                                                time.Time
 
 	// Set by the writer for a successful commit.
 	eventSeqs   []int64
@@ -105,7 +109,7 @@ func encodeRow(msg *store.Message) (*row, error) {
 		id: msg.ID, login: msg.Login, route: msg.Route, mailFrom: msg.MailFrom,
 		remoteIP: msg.RemoteIP, helo: msg.Helo, tls: msg.TLS, returnPath: msg.ReturnPath,
 		received: msg.Received.UnixMilli(), size: msg.Size, sendAt: unixNano(msg.SendAt),
-		raw: msg.Raw, original: msg.Original, text: msg.Text,
+		raw: msg.Raw, original: msg.Original,
 		events:  msg.Events,
 		created: time.Now().UTC(),
 	}
@@ -252,7 +256,10 @@ const (
 	insertMessage = `INSERT INTO messages (seq, id, login, route, mail_from, recipients, remote_ip, helo, tls, received, size, summary, tags,
 	return_path, metadata, send_at, processing)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	insertBody     = `INSERT INTO bodies (seq, raw, original, text) VALUES (?, ?, ?, ?)`
+	// Message.Text is kept once, lower-cased in the search row of a
+	// captured message; bodies.text stays '' (it held a second copy up to
+	// schema version 3).
+	insertBody     = `INSERT INTO bodies (seq, raw, original) VALUES (?, ?, ?)`
 	insertInbox    = `INSERT INTO inbox (inbox, seq, message_id, login) VALUES (?, ?, ?, ?)`
 	updateLastSeq  = `UPDATE counters SET value = ? WHERE name = 'last_seq'`
 	insertEvent    = `INSERT INTO events (message_seq, message_id, login, type, recipient, time, ip, user_agent, url, reply, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -294,7 +301,7 @@ func (st *txStatements) insertRow(ctx context.Context, seq int64, r *row) error 
 		}
 		return fmt.Errorf("insert message: %w", err)
 	}
-	if _, err := st.body.ExecContext(ctx, seq, r.raw, r.original, r.text); err != nil {
+	if _, err := st.body.ExecContext(ctx, seq, r.raw, r.original); err != nil {
 		return fmt.Errorf("insert body: %w", err)
 	}
 	if len(r.inboxes) > 0 {

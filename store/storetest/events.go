@@ -76,7 +76,8 @@ func sameEvents(got, want []*store.Event) error {
 }
 
 // testNewFields: every field of Message round-trips through Get,
-// InboxMessage and the listings (without Text there).
+// InboxMessage and the listings; Text, which no read returns, is found by a
+// case-insensitive full-text search.
 func testNewFields(t *testing.T, h *harness) {
 	ctx := context.Background()
 	m := h.message("alpha", store.RouteCapture, "fields@example.org")
@@ -125,6 +126,15 @@ func testNewFields(t *testing.T, h *harness) {
 	}
 	if err := sameMessage(found[0], m, false); err != nil {
 		t.Errorf("Search listing: %v", err)
+	}
+	for _, needle := range []string{"“QUOTED” TEXT", "100% _literal_ \\ backslash", "second line"} {
+		found, err = h.st.Search(ctx, store.SearchQuery{Scope: all, Text: needle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(found) != 1 || found[0].ID != m.ID {
+			t.Errorf("Search(Text %q) found %d messages, want the one whose Text has it", needle, len(found))
+		}
 	}
 
 	// A relayed message keeps them too, and a message without any of them
