@@ -11,6 +11,7 @@ import (
 	xhtml "golang.org/x/net/html"
 
 	"github.com/smtpgate/smtpgate/features/internal/htmlscan"
+	"github.com/smtpgate/smtpgate/features/internal/htmlscan/htmlscantest"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/; the functions below add
@@ -89,33 +90,33 @@ func FuzzRewriteHTML(f *testing.F) {
 // checkRewrite compares the x/net/html token streams of in and out.
 func checkRewrite(t *testing.T, c *Codec, in, out []byte, n int) {
 	t.Helper()
-	a, b := referenceTokens(in), referenceTokens(out)
+	a, b := htmlscantest.Reference(in), htmlscantest.Reference(out)
 	if len(a) != len(b) {
 		t.Fatalf("%d tokens before, %d after:\n in %q\nout %q", len(a), len(b), in, out)
 	}
 	tracked := 0
 	for i := range a {
 		x, y := a[i], b[i]
-		if x.kind != y.kind {
-			t.Fatalf("token %d: kind %d became %d", i, x.kind, y.kind)
+		if x.Type != y.Type {
+			t.Fatalf("token %d: type %v became %v", i, x.Type, y.Type)
 		}
-		if x.kind != htmlscan.StartTag || !htmlscan.EqualFold(in[x.start+1:htmlscan.TagNameEnd(in, x.start+2)], "a") {
-			if !bytes.Equal(in[x.start:x.end], out[y.start:y.end]) {
-				t.Fatalf("token %d changed: %q -> %q", i, in[x.start:x.end], out[y.start:y.end])
+		if x.Type != xhtml.StartTagToken || !htmlscan.EqualFold(in[x.Start+1:htmlscan.TagNameEnd(in, x.Start+2)], "a") {
+			if !bytes.Equal(in[x.Start:x.End], out[y.Start:y.End]) {
+				t.Fatalf("token %d changed: %q -> %q", i, in[x.Start:x.End], out[y.Start:y.End])
 			}
 			continue
 		}
 		var want []xhtml.Attribute
-		for _, at := range x.attrs {
+		for _, at := range x.Attrs {
 			if _, drop := optOut([]byte(at.Key)); !drop {
 				want = append(want, at)
 			}
 		}
-		if len(want) != len(y.attrs) {
-			t.Fatalf("token %d: attributes %q became %q:\n in %q\nout %q", i, x.attrs, y.attrs, in, out)
+		if len(want) != len(y.Attrs) {
+			t.Fatalf("token %d: attributes %q became %q:\n in %q\nout %q", i, x.Attrs, y.Attrs, in, out)
 		}
 		for k := range want {
-			w, g := want[k], y.attrs[k]
+			w, g := want[k], y.Attrs[k]
 			if w.Key != g.Key {
 				t.Fatalf("token %d: attribute %q became %q", i, w.Key, g.Key)
 			}

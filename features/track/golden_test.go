@@ -202,3 +202,14 @@ func checkOpenPixelOption(t *testing.T, r *Rewriter, in []byte, o Options) {
 		t.Errorf("OpenPixel differs from AddPixel for %q:\none pass: %q (%d)\ntwo passes: %q (%d)", in, one, n1, two, n2)
 	}
 }
+
+// asciiLower returns a lower-cased copy of b (ASCII letters only).
+func asciiLower(b []byte) []byte {
+	out := bytes.Clone(b)
+	for i, c := range out {
+		if 'A' <= c && c <= 'Z' {
+			out[i] = c + 'a' - 'A'
+		}
+	}
+	return out
+}

@@ -2,59 +2,38 @@ package htmlscan
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	xhtml "golang.org/x/net/html"
+
+	"github.com/smtpgate/smtpgate/features/internal/htmlscan/htmlscantest"
 )
 
-// refToken is a token as x/net/html reports it, with offsets recovered from
-// the lengths of Raw().
-type refToken struct {
-	kind       Kind
-	start, end int
-	attrs      []xhtml.Attribute // start tags only
-}
-
-func (t refToken) String() string { return fmt.Sprintf("%d[%d:%d]", t.kind, t.start, t.end) }
-
-// referenceTokens tokenizes in with x/net/html, the oracle for Scanner.
-func referenceTokens(in []byte) []refToken {
-	z := xhtml.NewTokenizer(bytes.NewReader(in))
-	var out []refToken
-	pos := 0
-	for {
-		tt := z.Next()
-		n := len(z.Raw())
-		t := refToken{start: pos, end: pos + n}
-		pos += n
-		switch tt {
-		case xhtml.ErrorToken:
-			return out
-		case xhtml.TextToken:
-			t.kind = Text
-		case xhtml.StartTagToken, xhtml.SelfClosingTagToken:
-			t.kind = StartTag
-			t.attrs = z.Token().Attr
-		case xhtml.EndTagToken:
-			t.kind = EndTag
-		case xhtml.CommentToken:
-			t.kind = Comment
-		case xhtml.DoctypeToken:
-			t.kind = Doctype
-		}
-		out = append(out, t)
+// kindOf is the Kind of an x/net/html token type.
+func kindOf(tt xhtml.TokenType) Kind {
+	switch tt {
+	case xhtml.TextToken:
+		return Text
+	case xhtml.StartTagToken:
+		return StartTag
+	case xhtml.EndTagToken:
+		return EndTag
+	case xhtml.CommentToken:
+		return Comment
+	case xhtml.DoctypeToken:
+		return Doctype
 	}
+	return EOF
 }
 
 // checkScanner fails t unless Scanner splits in exactly like x/net/html,
 // finds the same attribute names and decodes the same values.
 func checkScanner(t *testing.T, in []byte) {
 	t.Helper()
-	ref := referenceTokens(in)
+	ref := htmlscantest.Reference(in)
 	s := Scanner{In: in, WantAttrs: func([]byte) bool { return true }}
 	for i := 0; ; i++ {
 		k := s.Next()
@@ -68,8 +47,8 @@ func checkScanner(t *testing.T, in []byte) {
 			t.Fatalf("scanner has extra token %d[%d:%d] in %q", k, s.Start, s.End, in)
 		}
 		r := ref[i]
-		if k != r.kind || s.Start != r.start || s.End != r.end {
-			t.Fatalf("token %d: scanner %d[%d:%d] %q, x/net/html %v %q, in %q", i, k, s.Start, s.End, in[s.Start:s.End], r, in[r.start:r.end], in)
+		if k != kindOf(r.Type) || s.Start != r.Start || s.End != r.End {
+			t.Fatalf("token %d: scanner %d[%d:%d] %q, x/net/html %v %q, in %q", i, k, s.Start, s.End, in[s.Start:s.End], r, in[r.Start:r.End], in)
 		}
 		if k != StartTag {
 			continue
@@ -81,12 +60,12 @@ func checkScanner(t *testing.T, in []byte) {
 				got = append(got, xhtml.Attribute{Key: key, Val: UnescapeAttr(in[a.ValStart:a.ValEnd])})
 			}
 		}
-		if len(got) != len(r.attrs) {
-			t.Fatalf("token %d %q: scanner attributes %q, x/net/html %q", i, in[r.start:r.end], got, r.attrs)
+		if len(got) != len(r.Attrs) {
+			t.Fatalf("token %d %q: scanner attributes %q, x/net/html %q", i, in[r.Start:r.End], got, r.Attrs)
 		}
 		for j := range got {
-			if got[j].Key != r.attrs[j].Key || got[j].Val != r.attrs[j].Val {
-				t.Fatalf("token %d %q attribute %d: scanner %q=%q, x/net/html %q=%q", i, in[r.start:r.end], j, got[j].Key, got[j].Val, r.attrs[j].Key, r.attrs[j].Val)
+			if got[j].Key != r.Attrs[j].Key || got[j].Val != r.Attrs[j].Val {
+				t.Fatalf("token %d %q attribute %d: scanner %q=%q, x/net/html %q=%q", i, in[r.Start:r.End], j, got[j].Key, got[j].Val, r.Attrs[j].Key, r.Attrs[j].Val)
 			}
 		}
 	}
