@@ -51,19 +51,16 @@ type Options struct {
 
 // App is a running smtpgate.
 type App struct {
-	opts   Options
-	log    *zap.Logger
-	cur    atomic.Pointer[state]
-	dev    *DevSecrets
-	cert   *certs.Holder
-	store  store.Store
-	proxy  *proxy.Server
-	web    *web.Server
-	http   *http.Server
-	httpLn net.Listener
-	// onEvents are called after events are committed outside a message's
-	// own transaction (opens, clicks).
-	onEvents      []func()
+	opts          Options
+	log           *zap.Logger
+	cur           atomic.Pointer[state]
+	dev           *DevSecrets
+	cert          *certs.Holder
+	store         store.Store
+	proxy         *proxy.Server
+	web           *web.Server
+	http          *http.Server
+	httpLn        net.Listener
 	workers       workers
 	stopRetention context.CancelFunc
 }
@@ -110,7 +107,6 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a.cur.Store(first)
 
-	a.onEvents = append(a.onEvents, func() { a.Committed(nil) })
 	a.web = web.New(webConfig(pol, a), st, keyResolver{a}, a.log.Named("http"))
 	if pub := pol.Tracking.PublicURL; pub != "" {
 		a.mountTracking(a.web, pub)

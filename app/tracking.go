@@ -31,8 +31,9 @@ func (r trackRecorder) Record(ctx context.Context, e track.Event) error {
 
 // mountTracking serves the click and open endpoints under the path of the
 // tracking public URL, on the HTTP listener. The handler checks every
-// token's signature itself, so it needs no API key. The codec is looked up
-// per request so a policy reload with a new secret takes effect at once.
+// token's signature itself, so it needs no API key. The handler of the
+// policy in force is looked up per request, so a reload with a new secret
+// takes effect at once.
 func (a *App) mountTracking(mux interface{ Handle(string, http.Handler) }, publicURL string) {
 	prefix := ""
 	if u, err := url.Parse(publicURL); err == nil {
@@ -66,11 +67,4 @@ func writeNotFound(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusNotFound)
 	w.Write([]byte(`{"error":"not found"}` + "\n")) //nolint:errcheck
-}
-
-// notifyEvents wakes whatever waits for new events (the webhook worker).
-func (a *App) notifyEvents() {
-	for _, f := range a.onEvents {
-		f()
-	}
 }

@@ -45,18 +45,27 @@ type workers struct {
 // webhook worker (its events are due) and whoever else listens; a relayed
 // one is handed to the relay worker's message cache.
 func (a *App) Committed(msg *store.Message) {
+	a.notifyEvents()
 	a.workers.mu.Lock()
-	wh, rw := a.workers.webhook, a.workers.relay
+	rw := a.workers.relay
 	a.workers.mu.Unlock()
-	if wh != nil {
-		wh.Notify()
-	}
-	if rw != nil && msg != nil && len(msg.Deliveries) > 0 {
+	if rw != nil && len(msg.Deliveries) > 0 {
 		rw.Remember(msg) // its first attempts need not read it back
 		rw.Notify()
 	}
-	if msg != nil && a.web != nil {
+	if a.web != nil {
 		a.web.Committed(msg)
+	}
+}
+
+// notifyEvents wakes the webhook worker: events were committed, with a
+// message or on their own (opens, clicks).
+func (a *App) notifyEvents() {
+	a.workers.mu.Lock()
+	wh := a.workers.webhook
+	a.workers.mu.Unlock()
+	if wh != nil {
+		wh.Notify()
 	}
 }
 
