@@ -70,9 +70,10 @@ type App struct {
 type state struct {
 	pol     *policy.Policy
 	tr      *transforms
-	track   http.Handler     // redeems tracking tokens; nil without a tracking secret
-	bounces *bounces.Handler // takes VERP bounces; nil without a bounce domain
-	relay   relay.Settings   // routes, DKIM signer, VERP for the relay worker
+	track   http.Handler           // redeems tracking tokens; nil without a tracking secret
+	bounces *bounces.Handler       // takes VERP bounces; nil without a bounce domain
+	relay   relay.Settings         // routes, DKIM signer, VERP for the relay worker
+	routes  map[string]relay.Route // relay.Routes by name, for the gateway
 }
 
 // New loads the policy and opens the store; nothing listens yet.
@@ -133,7 +134,8 @@ func (a *App) newState(pol *policy.Policy, tr *transforms) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &state{pol: pol, tr: tr, track: a.trackHandler(tr.codec), bounces: a.bounceHandler(tr), relay: rs}, nil
+	return &state{pol: pol, tr: tr, track: a.trackHandler(tr.codec), bounces: a.bounceHandler(tr),
+		relay: rs, routes: routesByName(rs)}, nil
 }
 
 // Policy returns the policy in force.
@@ -142,7 +144,7 @@ func (a *App) Policy() *policy.Policy { return a.cur.Load().pol }
 // Current returns the policy and pipeline in force (gateway.Source).
 func (a *App) Current() gateway.Config {
 	st := a.cur.Load()
-	return gateway.Config{Policy: st.pol, Pipeline: st.tr.pipeline, Routes: routesByName(st.relay)}
+	return gateway.Config{Policy: st.pol, Pipeline: st.tr.pipeline, Routes: st.routes}
 }
 
 // Store returns the app's store (for tests and tools).

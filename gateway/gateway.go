@@ -149,7 +149,7 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 	if out.MailFrom != env.MailFrom {
 		msg.ReturnPath = out.MailFrom
 	}
-	now := received.UTC()
+	now := msg.Received
 	if plan.Route != store.RouteCapture {
 		if err := schedule(msg, cfg.Policy.Server.MaxScheduleAhead, now); err != nil {
 			return "", err
