@@ -156,7 +156,6 @@ const defaultWait = 30 * time.Second
 // header when ?timeout= (default 30s) passes first. timeout=0 answers at
 // once, which gives the current cursor.
 func (s *Server) v1Wait(w http.ResponseWriter, r *http.Request, scope store.Scope) error {
-	c := s.st
 	q := r.URL.Query()
 	// In this route since is the cursor, not a date.
 	filters := maps.Clone(q)
@@ -194,7 +193,7 @@ func (s *Server) v1Wait(w http.ResponseWriter, r *http.Request, scope store.Scop
 			return err
 		}
 	} else {
-		if sq.AfterSeq, err = s.latestSeq(ctx, c, scope); err != nil {
+		if sq.AfterSeq, err = s.latestSeq(ctx, scope); err != nil {
 			return err
 		}
 	}
@@ -205,7 +204,7 @@ func (s *Server) v1Wait(w http.ResponseWriter, r *http.Request, scope store.Scop
 	poll := s.pollTicker()
 	defer poll.Stop()
 	for {
-		msgs, err := searchAfter(ctx, c, sq)
+		msgs, err := searchAfter(ctx, s.st, sq)
 		if err != nil {
 			return fmt.Errorf("wait: search: %w", err)
 		}
@@ -314,8 +313,8 @@ func drain(sub *subscriber) {
 
 // latestSeq returns the Seq of the newest captured message the scope sees,
 // the cursor of "from now".
-func (s *Server) latestSeq(ctx context.Context, c store.Capture, scope store.Scope) (int64, error) {
-	msgs, err := c.Search(ctx, store.SearchQuery{Scope: scope, Limit: 1})
+func (s *Server) latestSeq(ctx context.Context, scope store.Scope) (int64, error) {
+	msgs, err := s.st.Search(ctx, store.SearchQuery{Scope: scope, Limit: 1})
 	if err != nil {
 		return 0, fmt.Errorf("latest message: %w", err)
 	}
@@ -410,7 +409,7 @@ func (s *Server) v1Stream(w http.ResponseWriter, r *http.Request, scope store.Sc
 	} else {
 		// From now on; remember where "now" is, so that a lost notice can
 		// be fetched from the store.
-		seq, err := s.latestSeq(ctx, s.st, scope)
+		seq, err := s.latestSeq(ctx, scope)
 		if err != nil {
 			return s.streamEnd(err)
 		}

@@ -310,8 +310,7 @@ func (s *Server) purgeInbox(w http.ResponseWriter, r *http.Request, scope store.
 	if err != nil {
 		return err
 	}
-	c := s.st
-	if _, err := c.DeleteInbox(r.Context(), inbox, scope); err != nil {
+	if _, err := s.st.DeleteInbox(r.Context(), inbox, scope); err != nil {
 		return fmt.Errorf("delete inbox %s: %w", inbox, err)
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -324,8 +323,7 @@ func (s *Server) countMessages(w http.ResponseWriter, r *http.Request, scope sto
 	if err != nil {
 		return err
 	}
-	c := s.st
-	n, err := c.InboxCount(r.Context(), inbox, scope)
+	n, err := s.st.InboxCount(r.Context(), inbox, scope)
 	if err != nil {
 		return fmt.Errorf("count inbox %s: %w", inbox, err)
 	}
@@ -351,8 +349,7 @@ func (s *Server) setReadMailsac(w http.ResponseWriter, r *http.Request, scope st
 	if err != nil {
 		return errorf(http.StatusBadRequest, "the read flag must be true or false")
 	}
-	c := s.st
-	if err := c.SetRead(r.Context(), inbox, id, scope, read); err != nil {
+	if err := s.st.SetRead(r.Context(), inbox, id, scope, read); err != nil {
 		return fmt.Errorf("mark message %s of %s: %w", id, inbox, err)
 	}
 	writeJSON(w, http.StatusOK, struct {

@@ -242,8 +242,7 @@ func (s *Server) v1Messages(w http.ResponseWriter, r *http.Request, scope store.
 			out.Messages = append(out.Messages, m)
 		}
 	} else {
-		c := s.st
-		msgs, err := c.Search(r.Context(), sq)
+		msgs, err := s.st.Search(r.Context(), sq)
 		if err != nil {
 			return fmt.Errorf("search: %w", err)
 		}
@@ -620,7 +619,6 @@ func (s *Server) v1MarkUnread(w http.ResponseWriter, r *http.Request, scope stor
 // v1SetRead marks a message read or unread in one inbox (?inbox=) or in
 // every inbox that holds it.
 func (s *Server) v1SetRead(w http.ResponseWriter, r *http.Request, scope store.Scope, read bool) error {
-	c := s.st
 	id, err := idParam(r)
 	if err != nil {
 		return err
@@ -644,7 +642,7 @@ func (s *Server) v1SetRead(w http.ResponseWriter, r *http.Request, scope store.S
 	}
 	out := readAnswer{ID: id, Read: read, Inboxes: []string{}}
 	for _, inbox := range inboxes {
-		err := c.SetRead(r.Context(), inbox, id, scope, read)
+		err := s.st.SetRead(r.Context(), inbox, id, scope, read)
 		switch {
 		case err == nil:
 			out.Inboxes = append(out.Inboxes, inbox)
@@ -662,7 +660,6 @@ func (s *Server) v1SetRead(w http.ResponseWriter, r *http.Request, scope store.S
 // v1Inboxes serves GET /api/v1/inboxes: the inboxes holding the scope's
 // mail (of ?login= only), most recently used first.
 func (s *Server) v1Inboxes(w http.ResponseWriter, r *http.Request, scope store.Scope) error {
-	c := s.st
 	q := r.URL.Query()
 	for k := range q {
 		if k != "login" && k != "limit" && k != "_mailsacKey" {
@@ -673,7 +670,7 @@ func (s *Server) v1Inboxes(w http.ResponseWriter, r *http.Request, scope store.S
 	if err != nil {
 		return err
 	}
-	list, err := c.Inboxes(r.Context(), scope, q.Get("login"), limit)
+	list, err := s.st.Inboxes(r.Context(), scope, q.Get("login"), limit)
 	if err != nil {
 		return fmt.Errorf("list inboxes: %w", err)
 	}
@@ -690,8 +687,7 @@ func (s *Server) v1DeleteInbox(w http.ResponseWriter, r *http.Request, scope sto
 	if err != nil {
 		return err
 	}
-	c := s.st
-	n, err := c.DeleteInbox(r.Context(), inbox, scope)
+	n, err := s.st.DeleteInbox(r.Context(), inbox, scope)
 	if err != nil {
 		return fmt.Errorf("delete inbox %s: %w", inbox, err)
 	}
@@ -722,7 +718,6 @@ type tagCount struct {
 // ?login= only), most used first. partial is true when only the newest
 // maxTagScan messages were read.
 func (s *Server) v1Tags(w http.ResponseWriter, r *http.Request, scope store.Scope) error {
-	c := s.st
 	q := r.URL.Query()
 	for k := range q {
 		if k != "login" && k != "_mailsacKey" {
@@ -741,7 +736,7 @@ func (s *Server) v1Tags(w http.ResponseWriter, r *http.Request, scope store.Scop
 		counts = map[string]int{}
 		sq := store.SearchQuery{Scope: scope, Login: login, Limit: maxV1Limit}
 		for read := 0; ; {
-			msgs, err := c.Search(r.Context(), sq)
+			msgs, err := s.st.Search(r.Context(), sq)
 			if err != nil {
 				return fmt.Errorf("list tags: %w", err)
 			}
