@@ -12,7 +12,7 @@
 //     recipient index to the address the message was sent to, reads the
 //     mail with bounce.ParseDSN and commits one event per recipient with
 //     store.EventStore.AddEvents: "bounced" for a permanent failure,
-//     "deferred" for a delay or a temporary failure, EventReply for mail
+//     "deferred" for a delay or a temporary failure, store.EventReply for mail
 //     that is no delivery status notification (an autoreply, a person's
 //     answer). Only then does the proxy answer 250.
 //

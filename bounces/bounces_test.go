@@ -216,7 +216,7 @@ func TestBouncesEndToEnd(t *testing.T) {
 			[]want{{store.EventDeferred, "slow@example.net",
 				"4.4.1 connect to mx.example.net[192.0.2.80]:25: Connection timed out", "dsn from relay.example.net"}}},
 		{"autoreply", false, "autoreply.eml", []string{r.verp(t, msg.ID, 0)}, msg.ID,
-			[]want{{EventReply, "ann@example.org", "",
+			[]want{{store.EventReply, "ann@example.org", "",
 				"Vielen Dank für Ihre Nachricht.\nIch bin bis 16. Juni nicht im Büro und habe keinen Zugriff auf meine E-Mails.\nAnn Smith"}}},
 		{"DSN naming someone else", true, "gmail-nosuchuser.eml", []string{r.verp(t, msg.ID, 0)}, msg.ID,
 			[]want{{store.EventBounced, "ann@example.org", "",
@@ -230,7 +230,7 @@ func TestBouncesEndToEnd(t *testing.T) {
 				{store.EventBounced, "full@example.edu", "5.2.2 552 5.2.2 Mailbox full",
 					"dsn from smtp.example.edu remote mailhost.example.edu"}}},
 		{"garbage", false, "", []string{r.verp(t, msg.ID, 2)}, msg.ID,
-			[]want{{EventReply, "slow@example.net", "", "unreadable message"}}},
+			[]want{{store.EventReply, "slow@example.net", "", "unreadable message"}}},
 	}
 	seen := map[string]int{}
 	for _, s := range steps {
@@ -259,9 +259,9 @@ func TestBouncesEndToEnd(t *testing.T) {
 				switch {
 				case e.Type != w.typ || e.Recipient != w.rcpt:
 					t.Errorf("event %d: %s for %q, want %s for %q", i, e.Type, e.Recipient, w.typ, w.rcpt)
-				case w.reply != "" && e.Reply != w.reply || w.typ == EventReply && e.Reply != "":
+				case w.reply != "" && e.Reply != w.reply || w.typ == store.EventReply && e.Reply != "":
 					t.Errorf("event %d: reply %q, want %q", i, e.Reply, w.reply)
-				case w.typ == EventReply && e.Detail != w.detail || !strings.Contains(e.Detail, w.detail):
+				case w.typ == store.EventReply && e.Detail != w.detail || !strings.Contains(e.Detail, w.detail):
 					t.Errorf("event %d: detail %q, want %q", i, e.Detail, w.detail)
 				case e.Login != "webapp" || e.Seq == 0:
 					t.Errorf("event %d: login %q seq %d", i, e.Login, e.Seq)

@@ -8,12 +8,6 @@ import (
 	"github.com/smtpgate/smtpgate/store"
 )
 
-// EventReply is the type of the event for mail to a VERP address that is
-// no delivery status notification: an autoreply, a person's answer, a
-// complaint report. Its Detail has the first lines of the text, its Reply
-// is empty. It is store.EventReply.
-const EventReply = store.EventReply
-
 // Limits of the text an event keeps.
 const (
 	// MaxReplyLines is how many non-blank lines of a reply's text go into
@@ -38,13 +32,13 @@ const (
 // The status used is the one for rcpt (by Original-Recipient or
 // Final-Recipient); when the report names only other addresses (a
 // forward, an alias) the first failure or delay is used, still for rcpt,
-// and Detail says which address it named. Anything else gives EventReply.
+// and Detail says which address it named. Anything else gives store.EventReply.
 func Classify(rep *bounce.Report, perr error, rcpt string) (e *store.Event, ok bool) {
 	switch {
 	case perr != nil || rep == nil:
-		return &store.Event{Type: EventReply, Detail: "unreadable message"}, true
+		return &store.Event{Type: store.EventReply, Detail: "unreadable message"}, true
 	case len(rep.Recipients) == 0:
-		return &store.Event{Type: EventReply, Detail: replyDetail(rep)}, true
+		return &store.Event{Type: store.EventReply, Detail: replyDetail(rep)}, true
 	}
 	st, named := pick(rep.Recipients, rcpt)
 	if st == nil {
@@ -124,7 +118,7 @@ func sameAddress(a, b string) bool {
 	return a != "" && strings.EqualFold(a, b)
 }
 
-// replyDetail is the Detail of an EventReply: the first non-blank lines of
+// replyDetail is the Detail of an store.EventReply: the first non-blank lines of
 // the text.
 func replyDetail(rep *bounce.Report) string {
 	var lines []string

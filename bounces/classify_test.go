@@ -135,14 +135,14 @@ func TestClassifyEdges(t *testing.T) {
 		detail     string // "" when checked otherwise
 		wantDetail func(string) bool
 	}{
-		{"empty", "", EventReply, "unreadable message", nil},
-		{"blank", " \r\n\r\n", EventReply, "unreadable message", nil},
-		{"no text", "Subject: hi\r\n\r\n", EventReply, "no text", nil},
-		{"five lines at most", longText, EventReply, "line\nline\nline\nline\nline", nil},
-		{"capped on a rune boundary", wide, EventReply, "", func(d string) bool {
+		{"empty", "", store.EventReply, "unreadable message", nil},
+		{"blank", " \r\n\r\n", store.EventReply, "unreadable message", nil},
+		{"no text", "Subject: hi\r\n\r\n", store.EventReply, "no text", nil},
+		{"five lines at most", longText, store.EventReply, "line\nline\nline\nline\nline", nil},
+		{"capped on a rune boundary", wide, store.EventReply, "", func(d string) bool {
 			return len(d) <= MaxDetail && len(d) > MaxDetail-2 && utf8.ValidString(d)
 		}},
-		{"dsn without recipients", dsnNoRcpt, EventReply, "dsn without per-recipient status: Something failed.", nil},
+		{"dsn without recipients", dsnNoRcpt, store.EventReply, "dsn without per-recipient status: Something failed.", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,7 +190,7 @@ func FuzzClassify(f *testing.F) {
 		}
 		switch e.Type {
 		case store.EventBounced, store.EventDeferred:
-		case EventReply:
+		case store.EventReply:
 			if e.Reply != "" {
 				t.Fatalf("reply event with Reply %q", e.Reply)
 			}
