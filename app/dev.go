@@ -3,7 +3,6 @@ package app
 import (
 	"crypto/rand"
 	_ "embed"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,10 +94,26 @@ func devEnv(dataDir string, a DevAddrs, s *DevSecrets) func(string) (string, boo
 	return func(k string) (string, bool) { v, ok := vals[k]; return v, ok }
 }
 
+// randomToken returns a random string of letters and digits, as long as
+// the base64 form of n random bytes (5.95 bits a character). Only letters
+// and digits, so that a password or key pasted into a shell command (the
+// banner's swaks and curl lines) can never start with '-' and be read as an
+// option.
 func randomToken(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	size := (n*8 + 5) / 6 // as many characters as base64 would use
+	out := make([]byte, 0, size)
+	var b [64]byte
+	for len(out) < size {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err) // crypto/rand does not fail on supported platforms
+		}
+		for _, c := range b {
+			// 62 letters and digits; reject 248..255 so each is equally likely.
+			if c < 248 && len(out) < size {
+				out = append(out, alphabet[c%62])
+			}
+		}
 	}
-	return base64.RawURLEncoding.EncodeToString(b)
+	return string(out)
 }
