@@ -124,8 +124,9 @@ type client struct {
 
 // dial connects, reads the greeting, says EHLO, starts TLS and
 // authenticates. Every read and write of the connection ends at ctx's
-// deadline, or when ctx is cancelled.
-func (s *sender) dial(ctx context.Context) (*client, error) {
+// deadline, or when ctx is cancelled. The client reuses the buffers of
+// prev, a closed client, if not nil.
+func (s *sender) dial(ctx context.Context, prev *client) (*client, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
@@ -134,8 +135,12 @@ func (s *sender) dial(ctx context.Context) (*client, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	cl := &client{s: s, conn: conn,
-		stop: context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })}
+	cl := &client{}
+	if prev != nil {
+		cl.r, cl.reply, cl.cmd, cl.msg, cl.rcpt = prev.r, prev.reply, prev.cmd, prev.msg, prev.rcpt
+	}
+	cl.s, cl.conn = s, conn
+	cl.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	if err := cl.open(ctx); err != nil {
 		cl.close()
 		return nil, err
@@ -150,7 +155,7 @@ func (cl *client) open(ctx context.Context) error {
 			return err
 		}
 	} else {
-		cl.r = bufio.NewReader(cl.conn)
+		cl.setReader(cl.conn)
 	}
 	if err := cl.expect('2', "greeting"); err != nil {
 		return err
@@ -199,8 +204,17 @@ func (cl *client) handshake(ctx context.Context) error {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
 	cl.conn = tc
-	cl.r = bufio.NewReader(tc)
+	cl.setReader(tc)
 	return nil
+}
+
+// setReader makes cl.r read from c.
+func (cl *client) setReader(c net.Conn) {
+	if cl.r == nil {
+		cl.r = bufio.NewReader(c)
+	} else {
+		cl.r.Reset(c)
+	}
 }
 
 // ehlo says EHLO and returns the extension lines of the reply (after the

@@ -186,6 +186,7 @@ func run(ctx context.Context, c config) (result, error) {
 		go func() {
 			defer wg.Done()
 			local := make([]time.Duration, 0, c.total/c.conns+1)
+			var prev *client // its buffers serve the next connection
 			defer func() { mu.Lock(); lat = append(lat, local...); mu.Unlock() }()
 			for ctx.Err() == nil {
 				first := next.Add(int64(c.perConn)) - int64(c.perConn)
@@ -193,7 +194,7 @@ func run(ctx context.Context, c config) (result, error) {
 					return
 				}
 				n := min(int64(c.perConn), int64(c.total)-first)
-				cl, err := snd.dial(ctx)
+				cl, err := snd.dial(ctx, prev)
 				if err != nil {
 					fail(err)
 					failed.Add(n - 1)
@@ -216,6 +217,7 @@ func run(ctx context.Context, c config) (result, error) {
 					sent.Add(1)
 				}
 				cl.quit()
+				prev = cl
 			}
 		}()
 	}
