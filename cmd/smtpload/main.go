@@ -7,13 +7,15 @@
 // benchmark on one machine measures the server rather than the client. On
 // each connection: the greeting, EHLO, STARTTLS (or implicit TLS, or none),
 // EHLO again, AUTH PLAIN in one line; then per message, when the server
-// offers PIPELINING (RFC 2920), MAIL FROM, RCPT TO and DATA in one write,
-// their three replies, then the message in one write (the standard header
-// lines, then the body, dot-stuffed once for the whole run) and its reply;
-// then QUIT. With -pipelining=false, or a server without PIPELINING, each
-// command waits for its reply. TLS offers only X25519 by default, what
-// OpenSSL 3.0 clients offer first (-curves default: Go's own list, with
-// the post-quantum X25519MLKEM768).
+// offers PIPELINING (RFC 2920), MAIL FROM (with SIZE= when the server
+// offers SIZE), RCPT TO and DATA in one write, their three replies, then
+// the message in one write (the standard header lines, then the body,
+// dot-stuffed once for the whole run) and its reply; then QUIT. With
+// -pipelining=false, or a server without PIPELINING, each command waits
+// for its reply. TLS offers only X25519 by default, what OpenSSL 3.0
+// clients offer first (-curves default: Go's own list, with the
+// post-quantum X25519MLKEM768 first), in records of up to 16 KB. Every
+// read and write ends at -timeout.
 //
 // Latency is measured per message from the write of MAIL FROM to the final
 // reply after the body (the "250 queued" that promises durability). A
