@@ -37,8 +37,14 @@ var errClosed = fmt.Errorf("proxy: connection finished: %w", net.ErrClosed)
 //     a 421;
 //   - the per-connection counters (messages, AUTH failures) and the limiter
 //     slot, released on Close.
+//
+// Under conn lies a flushConn (flush.go), which holds the replies written
+// until the connection reads again; conn still sees each reply line as one
+// Write.
 type conn struct {
-	net.Conn // the accepted socket, or a *proxyproto.Conn over it
+	net.Conn // sock
+
+	sock *flushConn // over the accepted socket or a *proxyproto.Conn
 
 	srv    *Server
 	lis    *listener
@@ -91,11 +97,28 @@ func (c *conn) Read(p []byte) (int, error) {
 		c.slideDeadline()
 	}
 	n, err := c.Conn.Read(p)
-	if err != nil && isTimeout(err) {
+	if err != nil {
+		err = c.readFailed(err)
+	}
+	return n, err
+}
+
+// readFailed handles an error from the socket's Read and returns the one
+// to give go-smtp. A reply that could not be written (it is written when
+// the connection reads) ends the connection without a further word: the
+// client is not reading or is gone. A read timeout makes go-smtp answer
+// with a 421.
+func (c *conn) readFailed(err error) error {
+	switch {
+	case c.sock.writeErr() != nil:
+		c.end("write failed")
+		c.dead.Store(true)
+		return errClosed
+	case isTimeout(err):
 		c.end(c.timeoutReason())
 		c.timeout()
 	}
-	return n, err
+	return err
 }
 
 // Write implements net.Conn.
@@ -120,7 +143,13 @@ func (c *conn) Write(p []byte) (int, error) {
 		c.lastReply.Store(true)
 	}
 	n, err := c.Conn.Write(p)
-	if c.lastReply.Load() {
+	switch {
+	case err != nil:
+		// Held bytes that could not be written: the client is gone or
+		// does not read. Nothing more is read either.
+		c.end("write failed")
+		c.dead.Store(true)
+	case c.lastReply.Load():
 		c.dead.Store(true)
 	}
 	return n, err

@@ -59,15 +59,11 @@ func (c *conn) gateRead(p []byte) (int, error) {
 		}
 		line, err := g.br.ReadSlice('\n')
 		if err != nil {
-			switch {
-			case errors.Is(err, bufio.ErrBufferFull):
+			if errors.Is(err, bufio.ErrBufferFull) {
 				c.gateFinal(linePlainLineTooLong, "line too long")
 				return 0, errClosed
-			case isTimeout(err):
-				c.end(c.timeoutReason())
-				return 0, c.timeout()
 			}
-			return 0, err
+			return 0, c.readFailed(err)
 		}
 		if c.stopping.Load() {
 			c.gateFinal(lineShuttingDown, "shutdown")
@@ -95,7 +91,9 @@ func (c *conn) gateRead(p []byte) (int, error) {
 			return 0, errClosed
 		}
 		if err := c.gateWrite(lineTLSRequired); err != nil {
-			return 0, err
+			c.end("write failed")
+			c.dead.Store(true)
+			return 0, errClosed
 		}
 	}
 }

@@ -318,7 +318,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	conns = s.snapshotLocked()
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.Conn.Close()
+		// Not Close: that would wait for a write a client does not read.
+		c.sock.abort()
 	}
 	<-finished
 	return fmt.Errorf("proxy: shutdown forced: %w", ctx.Err())
@@ -356,8 +357,10 @@ func (s *Server) open(l *listener, nc net.Conn, remote net.Addr) (*conn, string)
 	}
 	s.total++
 	s.perIP[ip]++
+	sock := newFlushConn(nc)
 	c := &conn{
-		Conn:   nc,
+		Conn:   sock,
+		sock:   sock,
 		srv:    s,
 		lis:    l,
 		remote: remote,
