@@ -118,26 +118,34 @@ func cleanHref(v []byte) string {
 // textLinks adds every http(s) URL found in plain text. A URL ends at white
 // space, a control character or one of <>"; trailing punctuation that
 // usually ends a sentence, and a closing bracket without an opening one, are
-// not part of it.
+// not part of it. It jumps from "://" to "://" (most text has none) and
+// looks back for the scheme.
 func (s *linkSet) textLinks(text []byte) {
-	for i := 0; i < len(text); i++ {
-		c := text[i]
-		if c != 'h' && c != 'H' {
+	minStart := 0 // URLs do not overlap: the next starts after the last one
+	for pos := 0; ; {
+		j := bytes.Index(text[pos:], []byte("://"))
+		if j < 0 {
+			return
+		}
+		k := pos + j // the colon
+		pos = k + 3  // a scheme ending later starts after this "://"
+		var i int
+		switch {
+		case k >= 5 && bytes.EqualFold(text[k-5:k], []byte("https")):
+			i = k - 5
+		case k >= 4 && bytes.EqualFold(text[k-4:k], []byte("http")):
+			i = k - 4
+		default:
 			continue
 		}
-		rest := text[i:]
-		var n int
-		switch {
-		case len(rest) > 7 && bytes.EqualFold(rest[:7], []byte("http://")):
-			n = 7
-		case len(rest) > 8 && bytes.EqualFold(rest[:8], []byte("https://")):
-			n = 8
-		default:
+		if i < minStart || k+3 >= len(text) {
 			continue
 		}
 		if i > 0 && isWordByte(text[i-1]) {
 			continue // "xhttp://" is not a URL
 		}
+		n := k + 3 - i
+		rest := text[i:]
 		end := n
 		for end < len(rest) && !isURLStop(rest[end]) {
 			end++
@@ -148,7 +156,8 @@ func (s *linkSet) textLinks(text []byte) {
 				return
 			}
 		}
-		i += end - 1
+		minStart = i + end
+		pos = max(pos, minStart)
 	}
 }
 
