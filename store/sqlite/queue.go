@@ -1,11 +1,13 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -117,13 +119,43 @@ func claimRows[T any](ctx context.Context, db *DB, q claimQuery, selectOne strin
 
 // ClaimDeliveries leases up to limit due deliveries (queued or deferred,
 // NextAttempt <= now, not leased or lease expired) to owner until
-// now+lease, oldest NextAttempt first.
+// now+lease, oldest NextAttempt first. One UPDATE … RETURNING leases and
+// reads them.
 func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*store.Delivery, error) {
-	q := claimQuery{table: "deliveries", owner: owner, now: now, limit: limit, lease: lease}
-	out, err := claimRows(ctx, db, q, selectDelivery, scanDelivery)
+	if limit <= 0 {
+		return []*store.Delivery{}, nil
+	}
+	var out []*store.Delivery
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		out = []*store.Delivery{}
+		if owner == "" {
+			return errors.New("empty lease owner")
+		}
+		n := unixNano(now)
+		rows, err := db.txQuery(ctx, tx, claimDeliveries, owner, unixNano(now.Add(lease)), n, n, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			d, err := scanDelivery(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
 	}
+	// RETURNING yields rows in no defined order.
+	slices.SortFunc(out, func(a, b *store.Delivery) int {
+		if c := a.NextAttempt.Compare(b.NextAttempt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
 	return out, nil
 }
 
@@ -164,31 +196,32 @@ func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o sto
 	}
 	seqs := make([]int64, len(o.Events))
 	var messageID, login string
+	at := o.Attempt.Time
+	if at.IsZero() {
+		at = time.Now()
+	}
+	setNext := o.State == store.DeliveryDeferred || !o.NextAttempt.IsZero()
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := db.holdsLease(ctx, tx, "deliveries", id, owner); err != nil {
-			return err
-		}
 		var messageSeq int64
 		var attempts int
-		var next int64
-		if err := db.txQueryRow(ctx, tx, selectDeliveryState, id).
-			Scan(&messageSeq, &messageID, &login, &attempts, &next); err != nil {
-			return err
+		err := db.txQueryRow(ctx, tx, completeDelivery, recipients, o.State, setNext, unixNano(o.NextAttempt),
+			o.Attempt.Reply, unixNano(at), id, owner).Scan(&messageSeq, &messageID, &login, &attempts)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Not ours: say whether it exists at all.
+			if err := db.holdsLease(ctx, tx, "deliveries", id, owner); err != nil {
+				return err
+			}
+			return store.ErrLeaseLost
 		}
-		at := o.Attempt.Time
-		if at.IsZero() {
-			at = time.Now()
+		if err != nil {
+			return err
 		}
 		if _, err := db.txExec(ctx, tx, insertAttempt,
-			id, attempts+1, unixNano(at), o.Attempt.Host, o.Attempt.Reply, int64(o.Attempt.Duration)); err != nil {
+			id, attempts, unixNano(at), o.Attempt.Host, o.Attempt.Reply, int64(o.Attempt.Duration)); err != nil {
 			return err
 		}
-		if o.State == store.DeliveryDeferred || !o.NextAttempt.IsZero() {
-			next = unixNano(o.NextAttempt)
-		}
-		if _, err := db.txExec(ctx, tx, updateDeliveryResult,
-			recipients, o.State, attempts+1, next, o.Attempt.Reply, unixNano(at), id); err != nil {
-			return err
+		if len(o.Events) == 0 {
+			return nil
 		}
 		ins := tx.StmtContext(ctx, db.stmts[insertEvent])
 		for i, e := range o.Events {

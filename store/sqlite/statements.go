@@ -15,11 +15,23 @@ const (
 
 	selectMessageOfEvent = `SELECT seq, login FROM messages WHERE id = ?`
 
-	selectDelivery       = `SELECT ` + deliveryColumns + ` FROM deliveries WHERE id = ?`
-	selectDeliveryState  = `SELECT message_seq, message_id, login, attempts, next_attempt FROM deliveries WHERE id = ?`
-	insertAttempt        = `INSERT INTO attempts (delivery_id, n, time, host, reply, duration) VALUES (?, ?, ?, ?, ?, ?)`
-	updateDeliveryResult = `UPDATE deliveries SET recipients = COALESCE(?, recipients), state = ?, attempts = ?, next_attempt = ?,
-last_reply = ?, updated = ?, lease_owner = '', lease_until = 0 WHERE id = ?`
+	selectDelivery = `SELECT ` + deliveryColumns + ` FROM deliveries WHERE id = ?`
+	insertAttempt  = `INSERT INTO attempts (delivery_id, n, time, host, reply, duration) VALUES (?, ?, ?, ?, ?, ?)`
+	// completeDelivery applies an outcome to a delivery its owner still
+	// holds, releases the lease, and returns what the attempt and event
+	// rows need (attempts is the new count); no row means the lease is not
+	// the owner's (or there is no such delivery).
+	completeDelivery = `UPDATE deliveries SET recipients = COALESCE(?, recipients), state = ?, attempts = attempts + 1,
+next_attempt = CASE WHEN ? THEN ? ELSE next_attempt END, last_reply = ?, updated = ?, lease_owner = '', lease_until = 0
+WHERE id = ? AND lease_owner = ? AND lease_owner != ''
+RETURNING message_seq, message_id, login, attempts`
+	// claimDeliveries leases the due deliveries in one statement and
+	// returns them (in no particular order).
+	claimDeliveries = `UPDATE deliveries SET lease_owner = ?, lease_until = ?
+WHERE id IN (SELECT id FROM deliveries
+	WHERE state IN ('queued', 'deferred') AND next_attempt <= ? AND (lease_owner = '' OR lease_until <= ?)
+	ORDER BY next_attempt, id LIMIT ?)
+RETURNING ` + deliveryColumns
 
 	selectJob       = `SELECT ` + jobColumns + ` FROM webhook_jobs WHERE id = ?`
 	selectCursor    = `SELECT last_seq FROM webhook_cursors WHERE webhook = ?`
@@ -70,7 +82,7 @@ func releaseLeases(table string) string {
 // queueStatements are the statements of this file, for writeStatements.
 func queueStatements() []string {
 	out := []string{savepoint, rollbackSavepoint, releaseSavepoint, selectMessageOfEvent,
-		selectDelivery, selectDeliveryState, insertAttempt, updateDeliveryResult,
+		selectDelivery, insertAttempt, completeDelivery, claimDeliveries,
 		selectJob, selectCursor, selectNewEvents, insertJob, upsertCursor, completeJob,
 		selectInboxEntry, deleteInboxEntry, deleteOrphan, setRead, claimDueOf}
 	for _, table := range []string{"deliveries", "webhook_jobs"} {
