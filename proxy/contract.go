@@ -13,7 +13,9 @@
 // DataTimeout bounds a transfer and CommandTimeout bounds idleness
 // (conn.go); connection limits and the PROXY protocol sit in a net.Listener
 // in front of go-smtp (listener.go); the reply after DATA is
-// "250 2.0.0 queued as <id>".
+// "250 2.0.0 queued as <id>"; replies are held until the connection reads
+// again, so the replies to a pipelined group (RFC 2920) leave in one write
+// rather than one per reply line (flush.go).
 //
 // A listener whose Purpose is PurposeBounces is the other door: the one on
 // port 25 where mail servers return DSNs to the VERP addresses of the bounce
