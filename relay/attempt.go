@@ -31,9 +31,9 @@ type tried struct {
 	giveUp   bool               // nothing can ever be sent: fail the pending recipients now
 }
 
-// attempt runs one delivery attempt and records its outcome; it reports
-// whether the destination asked to slow down.
-func (w *Worker) attempt(ctx context.Context, set *settings, j *job) (slowDown bool) {
+// attempt runs one delivery attempt and records its outcome through rec;
+// it reports whether the destination asked to slow down.
+func (w *Worker) attempt(ctx context.Context, set *settings, rec *recorder, j *job) (slowDown bool) {
 	d := j.d
 	start, t0 := w.cfg.Now(), time.Now()
 	deadline := t0.Add(w.cfg.AttemptTimeout)
@@ -47,9 +47,7 @@ func (w *Worker) attempt(ctx context.Context, set *settings, j *job) (slowDown b
 	o := w.outcome(d, j.route, tr, start, errors.Is(context.Cause(ctx), errShutdown))
 	o.Attempt = store.Attempt{DeliveryID: d.ID, Time: start, Host: tr.host, Reply: tr.reply, Duration: time.Since(t0)}
 
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer ccancel()
-	err := w.q.CompleteAttempt(cctx, d.ID, w.cfg.Owner, o)
+	err := rec.complete(d.ID, o)
 	lvl, msg := zap.InfoLevel, "relay: attempt"
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):

@@ -149,10 +149,12 @@ type countingQueue struct {
 	done chan struct{}
 }
 
-func (q *countingQueue) CompleteAttempt(ctx context.Context, id int64, owner string, o store.Outcome) error {
-	err := q.Queue.CompleteAttempt(ctx, id, owner, o)
-	if err == nil {
-		q.done <- struct{}{}
+func (q *countingQueue) CompleteAttempts(ctx context.Context, owner string, cs []store.Completion) []error {
+	errs := q.Queue.CompleteAttempts(ctx, owner, cs)
+	for _, err := range errs {
+		if err == nil {
+			q.done <- struct{}{}
+		}
 	}
-	return err
+	return errs
 }

@@ -15,6 +15,11 @@
 // it the committed message, kept in a bounded cache (Config.MessageCache)
 // so that the first attempts need not read it back from the store.
 //
+// Outcomes are recorded in batches (store.Queue.CompleteAttempts): those
+// of attempts that finish while a write is in progress go together in the
+// next one, so that many attempts cost one write of the store; an attempt
+// counts as done only once its outcome is recorded.
+//
 // An attempt sends only to the recipients still pending, so a recipient
 // that got a 2xx is never sent to again by this package. Each recipient
 // ends sent (2xx), bounced (5xx) or, when temporary failures (4xx,

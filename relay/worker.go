@@ -168,12 +168,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	rate := time.NewTimer(time.Hour)
 	rate.Stop()
 	claimBatch := max(1, w.cfg.MaxInFlight/10)
+	// The recorder outlives every attempt: shutdown returns only once
+	// none is running.
+	rec := newRecorder(w.q, w.cfg.Owner)
+	defer rec.close()
 
 	for {
 		set := w.settings()
 		now := time.Now()
 		var wait time.Duration
-		held, wait = w.dispatch(attemptCtx, lim, set, held, &running, done, now)
+		held, wait = w.dispatch(attemptCtx, lim, set, rec, held, &running, done, now)
 		if wait > 0 {
 			rate.Reset(wait)
 		}
@@ -224,7 +228,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // dispatch starts the held jobs that fit the limits, in claim order, and
 // returns those still waiting and, when some wait only for the rate, the
 // shortest such wait.
-func (w *Worker) dispatch(ctx context.Context, lim *limits, set *settings, held []*job, running *int, done chan<- finished, now time.Time) ([]*job, time.Duration) {
+func (w *Worker) dispatch(ctx context.Context, lim *limits, set *settings, rec *recorder, held []*job, running *int, done chan<- finished, now time.Time) ([]*job, time.Duration) {
 	var wait time.Duration
 	kept := held[:0]
 	for _, j := range held {
@@ -250,7 +254,7 @@ func (w *Worker) dispatch(ctx context.Context, lim *limits, set *settings, held 
 		}
 		*running++
 		go func() {
-			slow := w.attempt(ctx, set, j)
+			slow := w.attempt(ctx, set, rec, j)
 			done <- finished{j: j, slowDown: slow}
 		}()
 	}

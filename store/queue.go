@@ -71,6 +71,12 @@ type Outcome struct {
 	Events      []*Event            // sent, deferred, bounced, failed per recipient
 }
 
+// Completion is one delivery's attempt outcome for Queue.CompleteAttempts.
+type Completion struct {
+	ID      int64 // the delivery
+	Outcome Outcome
+}
+
 // DeliveryQuery selects deliveries for the queue API.
 type DeliveryQuery struct {
 	Scope     Scope
@@ -94,6 +100,13 @@ type Queue interface {
 	// leave the recipients unchanged; o.Events get their MessageID, Login
 	// and Seq from the store.
 	CompleteAttempt(ctx context.Context, id int64, owner string, o Outcome) error
+	// CompleteAttempts applies several outcomes, each as CompleteAttempt
+	// would, in one write of the store (one transaction), and returns one
+	// error per completion, in order: nil, or ErrLeaseLost or ErrNotFound
+	// for that completion alone (nothing of it is recorded), or the error
+	// of the whole write (nothing of any is recorded). Workers that finish
+	// attempts at the same time record them together this way.
+	CompleteAttempts(ctx context.Context, owner string, cs []Completion) []error
 	// ReleaseDeliveries returns every delivery leased to owner to the queue
 	// unchanged (graceful shutdown).
 	ReleaseDeliveries(ctx context.Context, owner string) error

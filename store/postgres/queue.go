@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -190,6 +191,19 @@ func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o sto
 		ev.Seq, ev.MessageID, ev.Login = res.eventSeqs[i], res.messageID, res.login
 	}
 	return nil
+}
+
+// CompleteAttempts applies each outcome as CompleteAttempt does. They are
+// queued to the group-commit writer together, so that they share its
+// transactions; each reports its own result.
+func (db *DB) CompleteAttempts(ctx context.Context, owner string, cs []store.Completion) []error {
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() { errs[i] = db.CompleteAttempt(ctx, c.ID, owner, c.Outcome) })
+	}
+	wg.Wait()
+	return errs
 }
 
 // ReleaseDeliveries returns every delivery leased to owner to the queue

@@ -182,64 +182,123 @@ func (db *DB) holdsLease(ctx context.Context, tx *sql.Tx, table string, id int64
 // events appended (their MessageID and Login set from the delivery). It
 // returns store.ErrLeaseLost if another owner holds the delivery now.
 func (db *DB) CompleteAttempt(ctx context.Context, id int64, owner string, o store.Outcome) error {
-	var recipients []byte // nil: unchanged
-	if o.Recipients != nil {
-		var err error
-		if recipients, err = json.Marshal(o.Recipients); err != nil {
-			return fmt.Errorf("sqlite: complete attempt %d: %w", id, err)
+	return db.CompleteAttempts(ctx, owner, []store.Completion{{ID: id, Outcome: o}})[0]
+}
+
+// completion is a store.Completion encoded for the writer, with what the
+// writer found out.
+type completion struct {
+	recipients []byte // JSON; nil: unchanged
+	at         time.Time
+	setNext    bool
+
+	// Set by each run of the write.
+	seqs             []int64
+	messageID, login string
+	err              error // store.ErrLeaseLost or store.ErrNotFound
+}
+
+// CompleteAttempts applies each outcome as CompleteAttempt does, all in one
+// write (one savepoint of a group commit): a completion whose lease is
+// lost or whose delivery is gone gets its own error and records nothing;
+// any other failure fails them all.
+func (db *DB) CompleteAttempts(ctx context.Context, owner string, cs []store.Completion) []error {
+	errs := make([]error, len(cs))
+	enc := make([]completion, len(cs))
+	todo := make([]int, 0, len(cs))
+	for i, c := range cs {
+		if err := encodeCompletion(&enc[i], c.Outcome); err != nil {
+			errs[i] = fmt.Errorf("sqlite: complete attempt %d: %w", c.ID, err)
+			continue
 		}
+		todo = append(todo, i)
 	}
-	for _, e := range o.Events {
-		if e == nil {
-			return fmt.Errorf("sqlite: complete attempt %d: nil event", id)
-		}
+	if len(todo) == 0 {
+		return errs
 	}
-	seqs := make([]int64, len(o.Events))
-	var messageID, login string
-	at := o.Attempt.Time
-	if at.IsZero() {
-		at = time.Now()
-	}
-	setNext := o.State == store.DeliveryDeferred || !o.NextAttempt.IsZero()
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var messageSeq int64
-		var attempts int
-		err := db.txQueryRow(ctx, tx, completeDelivery, recipients, o.State, setNext, unixNano(o.NextAttempt),
-			o.Attempt.Reply, unixNano(at), id, owner).Scan(&messageSeq, &messageID, &login, &attempts)
-		if errors.Is(err, sql.ErrNoRows) {
-			// Not ours: say whether it exists at all.
-			if err := db.holdsLease(ctx, tx, "deliveries", id, owner); err != nil {
-				return err
+		for _, i := range todo {
+			c := &enc[i]
+			c.err = nil
+			err := db.completeOne(ctx, tx, cs[i].ID, owner, cs[i].Outcome, c)
+			if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound) {
+				c.err = err
+				continue
 			}
-			return store.ErrLeaseLost
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := db.txExec(ctx, tx, insertAttempt,
-			id, attempts, unixNano(at), o.Attempt.Host, o.Attempt.Reply, int64(o.Attempt.Duration)); err != nil {
-			return err
-		}
-		if len(o.Events) == 0 {
-			return nil
-		}
-		ins := tx.StmtContext(ctx, db.stmts[insertEvent])
-		for i, e := range o.Events {
-			var err error
-			if seqs[i], err = insertEventRow(ctx, ins, messageSeq, messageID, login, e); err != nil {
-				return err
+			if err != nil {
+				return fmt.Errorf("delivery %d: %w", cs[i].ID, err)
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound) {
+	for _, i := range todo {
+		c := &enc[i]
+		switch {
+		case err != nil:
+			errs[i] = fmt.Errorf("sqlite: complete attempt %d: %w", cs[i].ID, err)
+		case c.err != nil:
+			errs[i] = c.err
+		default:
+			for k, e := range cs[i].Outcome.Events {
+				e.Seq, e.MessageID, e.Login = c.seqs[k], c.messageID, c.login
+			}
+		}
+	}
+	return errs
+}
+
+// encodeCompletion checks o and encodes it into c.
+func encodeCompletion(c *completion, o store.Outcome) error {
+	if o.Recipients != nil {
+		var err error
+		if c.recipients, err = json.Marshal(o.Recipients); err != nil {
 			return err
 		}
-		return fmt.Errorf("sqlite: complete attempt %d: %w", id, err)
 	}
+	for _, e := range o.Events {
+		if e == nil {
+			return errors.New("nil event")
+		}
+	}
+	c.at = o.Attempt.Time
+	if c.at.IsZero() {
+		c.at = time.Now()
+	}
+	c.setNext = o.State == store.DeliveryDeferred || !o.NextAttempt.IsZero()
+	c.seqs = make([]int64, len(o.Events))
+	return nil
+}
+
+// completeOne applies one outcome in tx: the delivery updated and released
+// if owner holds it (store.ErrLeaseLost or store.ErrNotFound otherwise,
+// with nothing written), the attempt recorded, the events appended.
+func (db *DB) completeOne(ctx context.Context, tx *sql.Tx, id int64, owner string, o store.Outcome, c *completion) error {
+	var messageSeq int64
+	var attempts int
+	err := db.txQueryRow(ctx, tx, completeDelivery, c.recipients, o.State, c.setNext, unixNano(o.NextAttempt),
+		o.Attempt.Reply, unixNano(c.at), id, owner).Scan(&messageSeq, &c.messageID, &c.login, &attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Not ours: say whether it exists at all.
+		if err := db.holdsLease(ctx, tx, "deliveries", id, owner); err != nil {
+			return err
+		}
+		return store.ErrLeaseLost
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := db.txExec(ctx, tx, insertAttempt,
+		id, attempts, unixNano(c.at), o.Attempt.Host, o.Attempt.Reply, int64(o.Attempt.Duration)); err != nil {
+		return err
+	}
+	if len(o.Events) == 0 {
+		return nil
+	}
+	ins := tx.StmtContext(ctx, db.stmts[insertEvent])
 	for i, e := range o.Events {
-		e.Seq, e.MessageID, e.Login = seqs[i], messageID, login
+		if c.seqs[i], err = insertEventRow(ctx, ins, messageSeq, c.messageID, c.login, e); err != nil {
+			return err
+		}
 	}
 	return nil
 }

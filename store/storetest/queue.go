@@ -229,6 +229,91 @@ func testCompleteAttempt(t *testing.T, h *harness) {
 	}
 }
 
+// testCompleteAttempts records several outcomes in one call: each gets
+// its own result, and a lost lease or an unknown delivery in the batch
+// records nothing of its own and does not fail the others.
+func testCompleteAttempts(t *testing.T, h *harness) {
+	q := queueOf(t, h)
+	ctx := context.Background()
+	now := ms(time.Now())
+	m1 := h.relay("alpha", now.Add(-3*time.Second), "a@example.org")
+	m2 := h.relay("alpha", now.Add(-2*time.Second), "b@example.org")
+	mine, err := q.ClaimDeliveries(ctx, "w", now, 2, time.Minute)
+	if err != nil || len(mine) != 2 {
+		t.Fatalf("claim: %v %v", deliveryIDs(mine), err)
+	}
+	m3 := h.relay("beta", now.Add(-time.Second), "c@example.org")
+	theirs, err := q.ClaimDeliveries(ctx, "other", now, 10, time.Minute)
+	if err != nil || len(theirs) != 1 {
+		t.Fatalf("claim by another owner: %v %v", deliveryIDs(theirs), err)
+	}
+	sentEvent := &store.Event{Type: store.EventSent, Recipient: "a@example.org", Time: now, Reply: "250 ok"}
+	deferredEvent := &store.Event{Type: store.EventDeferred, Recipient: "b@example.org", Time: now, Reply: "451 later"}
+	lostEvent := &store.Event{Type: store.EventSent, Recipient: "c@example.org", Time: now, Reply: "250 ok"}
+	next := now.Add(time.Hour)
+	cs := []store.Completion{
+		{ID: mine[0].ID, Outcome: store.Outcome{Attempt: store.Attempt{Time: now, Host: "mx:25", Reply: "250 ok"}, State: store.DeliverySent,
+			Recipients: []store.RecipientDelivery{{Address: "a@example.org", State: store.RecipientSent, Reply: "250 ok"}},
+			Events:     []*store.Event{sentEvent}}},
+		{ID: theirs[0].ID, Outcome: store.Outcome{Attempt: store.Attempt{Time: now, Reply: "250 ok"}, State: store.DeliverySent,
+			Recipients: []store.RecipientDelivery{{Address: "c@example.org", State: store.RecipientSent, Reply: "250 ok"}},
+			Events:     []*store.Event{lostEvent}}},
+		{ID: 1 << 40, Outcome: store.Outcome{Attempt: store.Attempt{Time: now, Reply: "250 ok"}, State: store.DeliverySent}},
+		{ID: mine[1].ID, Outcome: store.Outcome{Attempt: store.Attempt{Time: now, Reply: "451 later"}, State: store.DeliveryDeferred,
+			NextAttempt: next, Events: []*store.Event{deferredEvent}}},
+	}
+	errs := q.CompleteAttempts(ctx, "w", cs)
+	if len(errs) != len(cs) {
+		t.Fatalf("%d results for %d completions", len(errs), len(cs))
+	}
+	if errs[0] != nil || errs[3] != nil {
+		t.Errorf("completions of held deliveries: %v, %v", errs[0], errs[3])
+	}
+	if !errors.Is(errs[1], store.ErrLeaseLost) {
+		t.Errorf("completion of another owner's delivery: %v, want ErrLeaseLost", errs[1])
+	}
+	if !errors.Is(errs[2], store.ErrNotFound) && !errors.Is(errs[2], store.ErrLeaseLost) {
+		t.Errorf("completion of an unknown delivery: %v", errs[2])
+	}
+	if sentEvent.Seq <= 0 || sentEvent.MessageID != m1.ID || sentEvent.Login != "alpha" ||
+		deferredEvent.Seq <= 0 || deferredEvent.Seq == sentEvent.Seq || deferredEvent.MessageID != m2.ID {
+		t.Errorf("events after CompleteAttempts: %+v, %+v", sentEvent, deferredEvent)
+	}
+	if lostEvent.Seq != 0 {
+		t.Errorf("the lost completion's event got Seq %d", lostEvent.Seq)
+	}
+	for _, c := range []struct {
+		m     *store.Message
+		state string
+		n     int
+	}{{m1, store.DeliverySent, 1}, {m2, store.DeliveryDeferred, 1}, {m3, store.DeliveryQueued, 0}} {
+		ds, err := q.Deliveries(ctx, store.DeliveryQuery{Scope: all, MessageID: c.m.ID})
+		if err != nil || len(ds) != 1 {
+			t.Fatalf("Deliveries(%s): %v %v", c.m.ID, ds, err)
+		}
+		if ds[0].State != c.state || ds[0].Attempts != c.n {
+			t.Errorf("delivery of %s: state %s, %d attempts; want %s, %d", c.m.ID, ds[0].State, ds[0].Attempts, c.state, c.n)
+		}
+		if attempts, err := q.Attempts(ctx, ds[0].ID, all); err != nil || len(attempts) != c.n {
+			t.Errorf("attempts of %s: %d (%v), want %d", c.m.ID, len(attempts), err, c.n)
+		}
+	}
+	if es, ok := h.st.(store.EventStore); ok {
+		for _, ev := range eventsOf(t, es, m3.ID) {
+			if ev.Type == store.EventSent {
+				t.Errorf("the lost completion's event was stored: %+v", ev)
+			}
+		}
+	}
+	// The other owner still holds its delivery and completes it.
+	if errs := q.CompleteAttempts(ctx, "other", cs[1:2]); errs[0] != nil {
+		t.Errorf("the owner's completion: %v", errs[0])
+	}
+	if got := q.CompleteAttempts(ctx, "w", nil); len(got) != 0 {
+		t.Errorf("CompleteAttempts(nil) = %v", got)
+	}
+}
+
 func testReleaseDeliveries(t *testing.T, h *harness) {
 	q := queueOf(t, h)
 	ctx := context.Background()

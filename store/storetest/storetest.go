@@ -88,6 +88,7 @@ func Run(t *testing.T, open Opener) {
 		{"ClaimDeliveries", testClaimDeliveries},
 		{"ClaimDeliveriesConcurrently", testClaimConcurrently},
 		{"CompleteAttempt", testCompleteAttempt},
+		{"CompleteAttempts", testCompleteAttempts},
 		{"ReleaseDeliveries", testReleaseDeliveries},
 		{"RetryAndCancel", testRetryAndCancel},
 		{"DeliveriesQuery", testDeliveriesQuery},
