@@ -43,8 +43,11 @@ const (
 	maxBatchMessages = 128     // messages per group commit at most
 	maxBatchBytes    = 8 << 20 // raw bytes per group commit, roughly
 	queueSize        = 4096    // Accepts waiting for the writer
-	readConns        = 4       // connections in the read pool
-	busyTimeoutMS    = 10000
+	// commitLinger is how long the writer may wait for a group to grow
+	// back to the size of the one before (groupcommit.Config.Linger).
+	commitLinger  = time.Millisecond
+	readConns     = 4 // connections in the read pool
+	busyTimeoutMS = 10000
 	// checkpointEvery is how often the checkpointer copies the WAL into
 	// the database file. The writer's own automatic checkpoint is off so
 	// that no Accept waits for one.
@@ -149,7 +152,7 @@ func Open(ctx context.Context, dir string, log *zap.Logger) (*DB, error) {
 	// One writer: SQLite never sees two, and Seqs increase in commit order.
 	db.commits = groupcommit.New(groupcommit.Config[*request, result]{
 		Run: db.run, Size: requestSize, MaxRequests: maxBatchMessages, MaxBytes: maxBatchBytes,
-		QueueSize: queueSize, Writers: 1, Log: log,
+		QueueSize: queueSize, Writers: 1, Linger: commitLinger, Log: log,
 	})
 	go db.checkpointer()
 	log.Info("store opened", zap.String("path", path), zap.Int64("last_seq", lastSeq))

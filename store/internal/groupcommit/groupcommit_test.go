@@ -398,3 +398,97 @@ func BenchmarkSubmit(b *testing.B) {
 		}
 	})
 }
+
+// TestLinger: after a batch of five, a writer with a Linger waits for the
+// next batch to grow back to five; the wait ends at Linger, and at Close
+// with what it has. A first request (no batch before it) never waits.
+func TestLinger(t *testing.T) {
+	t.Run("grows back", func(t *testing.T) {
+		l := newLedger()
+		c := newCommitter(t, l, Config[int, res]{Linger: time.Hour})
+		first, rest, release := pileUp(t, l, c, 1, 2, 3, 4, 5)
+		l.mu.Lock()
+		l.hold = nil
+		l.mu.Unlock()
+		release()
+		for _, ch := range append(rest, first) {
+			<-ch
+		}
+		var later []<-chan submitted
+		for n := 6; n <= 10; n++ {
+			later = append(later, submit(context.Background(), c, n))
+			if n == 6 {
+				// Alone, 6 waits for company.
+				time.Sleep(50 * time.Millisecond)
+				if batches, _ := l.snapshot(); len(batches) != 2 {
+					t.Fatalf("request 6 committed alone at once: %v", batches)
+				}
+			}
+		}
+		for _, ch := range later {
+			if o := <-ch; o.err != nil {
+				t.Errorf("request %d: %v", o.req, o.err)
+			}
+		}
+		batches, _ := l.snapshot()
+		if len(batches) != 3 || len(batches[2]) != 5 {
+			t.Errorf("batches %v, want {0} {1..5} and the five later requests together", batches)
+		}
+	})
+	t.Run("times out", func(t *testing.T) {
+		l := newLedger()
+		c := newCommitter(t, l, Config[int, res]{Linger: 20 * time.Millisecond})
+		first, rest, release := pileUp(t, l, c, 1, 2, 3)
+		l.mu.Lock()
+		l.hold = nil
+		l.mu.Unlock()
+		release()
+		for _, ch := range append(rest, first) {
+			<-ch
+		}
+		start := time.Now()
+		if o := <-submit(context.Background(), c, 7); o.err != nil {
+			t.Fatal(o.err)
+		}
+		if d := time.Since(start); d < 20*time.Millisecond || d > 10*time.Second {
+			t.Errorf("a lone request after a batch of 3 took %v, want about the 20ms linger", d)
+		}
+	})
+	t.Run("first request does not wait", func(t *testing.T) {
+		l := newLedger()
+		c := newCommitter(t, l, Config[int, res]{Linger: time.Hour})
+		select {
+		case o := <-submit(context.Background(), c, 1):
+			if o.err != nil {
+				t.Fatal(o.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a first request waited for company")
+		}
+	})
+	t.Run("close ends the wait", func(t *testing.T) {
+		l := newLedger()
+		c := newCommitter(t, l, Config[int, res]{Linger: time.Hour})
+		first, rest, release := pileUp(t, l, c, 1, 2)
+		l.mu.Lock()
+		l.hold = nil
+		l.mu.Unlock()
+		release()
+		for _, ch := range append(rest, first) {
+			<-ch
+		}
+		ch := submit(context.Background(), c, 3)
+		// Give the writer time to take 3 and start its hour-long wait.
+		time.Sleep(50 * time.Millisecond)
+		done := make(chan struct{})
+		go func() { c.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close waited for the linger")
+		}
+		if o := <-ch; o.err != nil || o.res.n != 30 {
+			t.Errorf("request 3 after Close: %+v, want committed", o)
+		}
+	})
+}
