@@ -93,6 +93,13 @@ type Queue interface {
 	// owner until now+lease, oldest NextAttempt first. A delivery is never
 	// leased to two owners at once.
 	ClaimDeliveries(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*Delivery, error)
+	// ClaimDeliveriesByID leases to owner until now+lease those of the
+	// deliveries ids that ClaimDeliveries could lease at now (queued or
+	// deferred, NextAttempt <= now, not leased or lease expired), and
+	// returns them, oldest NextAttempt first; the others are left as they
+	// are. A worker handed new deliveries by the process that committed
+	// them claims them this way, without looking through the queue.
+	ClaimDeliveriesByID(ctx context.Context, owner string, ids []int64, now time.Time, lease time.Duration) ([]*Delivery, error)
 	// CompleteAttempt applies o to delivery id if owner still holds its
 	// lease; ErrLeaseLost otherwise (another worker took it over, or it was
 	// released: the outcome is dropped, the attempt not recorded). A lease

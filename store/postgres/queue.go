@@ -102,6 +102,41 @@ RETURNING `+deliveryColumns, now, limit, clean(owner), now.Add(lease))
 	return out, nil
 }
 
+// ClaimDeliveriesByID leases those of ids that ClaimDeliveries could lease
+// at now to owner until now+lease, skipping rows another transaction is
+// claiming, and returns them oldest NextAttempt first.
+func (db *DB) ClaimDeliveriesByID(ctx context.Context, owner string, ids []int64, now time.Time, lease time.Duration) ([]*store.Delivery, error) {
+	if err := db.usable("claim deliveries by id"); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return []*store.Delivery{}, nil
+	}
+	rows, err := db.pool.Query(ctx, `
+WITH due AS (
+	SELECT id FROM deliveries
+	WHERE id = ANY($4) AND state IN ('queued', 'deferred') AND next_attempt <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d SET lease_owner = $2, lease_until = $3
+FROM due WHERE d.id = due.id
+RETURNING `+deliveryColumns, now, clean(owner), now.Add(lease), ids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: claim deliveries by id: %w", err)
+	}
+	out, err := collectDeliveries(rows)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: claim deliveries by id: %w", err)
+	}
+	slices.SortFunc(out, func(a, b *store.Delivery) int {
+		if c := a.NextAttempt.Compare(b.NextAttempt); c != 0 {
+			return c
+		}
+		return int(a.ID - b.ID)
+	})
+	return out, nil
+}
+
 // outcomeStates are the states an attempt may leave a delivery in.
 var outcomeStates = []string{store.DeliveryQueued, store.DeliveryDeferred, store.DeliverySent, store.DeliveryBounced, store.DeliveryFailed}
 

@@ -125,14 +125,43 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 	if limit <= 0 {
 		return []*store.Delivery{}, nil
 	}
+	n := unixNano(now)
+	out, err := db.claimDeliveries(ctx, owner, claimDeliveries, unixNano(now.Add(lease)), n, n, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// ClaimDeliveriesByID leases those of ids that ClaimDeliveries could lease
+// at now, found by primary key, and returns them oldest NextAttempt first.
+func (db *DB) ClaimDeliveriesByID(ctx context.Context, owner string, ids []int64, now time.Time, lease time.Duration) ([]*store.Delivery, error) {
+	if len(ids) == 0 {
+		return []*store.Delivery{}, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim deliveries by id: %w", err)
+	}
+	n := unixNano(now)
+	out, err := db.claimDeliveries(ctx, owner, claimDeliveriesByID, unixNano(now.Add(lease)), string(list), n, n)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim deliveries by id: %w", err)
+	}
+	return out, nil
+}
+
+// claimDeliveries runs query, an UPDATE … RETURNING deliveryColumns whose
+// first argument is the lease owner, followed by args, in the writer, and
+// returns the deliveries oldest NextAttempt first.
+func (db *DB) claimDeliveries(ctx context.Context, owner, query string, args ...any) ([]*store.Delivery, error) {
+	if owner == "" {
+		return nil, errors.New("empty lease owner")
+	}
 	var out []*store.Delivery
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		out = []*store.Delivery{}
-		if owner == "" {
-			return errors.New("empty lease owner")
-		}
-		n := unixNano(now)
-		rows, err := db.txQuery(ctx, tx, claimDeliveries, owner, unixNano(now.Add(lease)), n, n, limit)
+		rows, err := db.txQuery(ctx, tx, query, append([]any{owner}, args...)...)
 		if err != nil {
 			return err
 		}
@@ -147,7 +176,7 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 		return rows.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: claim deliveries: %w", err)
+		return nil, err
 	}
 	// RETURNING yields rows in no defined order.
 	slices.SortFunc(out, func(a, b *store.Delivery) int {

@@ -32,6 +32,12 @@ WHERE id IN (SELECT id FROM deliveries
 	WHERE state IN ('queued', 'deferred') AND next_attempt <= ? AND (lease_owner = '' OR lease_until <= ?)
 	ORDER BY next_attempt, id LIMIT ?)
 RETURNING ` + deliveryColumns
+	// claimDeliveriesByID is claimDeliveries for the ids of a JSON array,
+	// found by primary key.
+	claimDeliveriesByID = `UPDATE deliveries SET lease_owner = ?, lease_until = ?
+WHERE id IN (SELECT value FROM json_each(?))
+	AND state IN ('queued', 'deferred') AND next_attempt <= ? AND (lease_owner = '' OR lease_until <= ?)
+RETURNING ` + deliveryColumns
 
 	selectJob       = `SELECT ` + jobColumns + ` FROM webhook_jobs WHERE id = ?`
 	selectCursor    = `SELECT last_seq FROM webhook_cursors WHERE webhook = ?`
@@ -82,7 +88,7 @@ func releaseLeases(table string) string {
 // queueStatements are the statements of this file, for writeStatements.
 func queueStatements() []string {
 	out := []string{savepoint, rollbackSavepoint, releaseSavepoint, selectMessageOfEvent,
-		selectDelivery, insertAttempt, completeDelivery, claimDeliveries,
+		selectDelivery, insertAttempt, completeDelivery, claimDeliveries, claimDeliveriesByID,
 		selectJob, selectCursor, selectNewEvents, insertJob, upsertCursor, completeJob,
 		selectInboxEntry, deleteInboxEntry, deleteOrphan, setRead, claimDueOf}
 	for _, table := range []string{"deliveries", "webhook_jobs"} {

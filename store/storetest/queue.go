@@ -229,6 +229,60 @@ func testCompleteAttempt(t *testing.T, h *harness) {
 	}
 }
 
+// testClaimByID claims named deliveries: only those due and not leased
+// (or whose lease expired), in NextAttempt order; unknown ids, deliveries
+// not due, leased to another owner or already sent are left alone.
+func testClaimByID(t *testing.T, h *harness) {
+	q := queueOf(t, h)
+	ctx := context.Background()
+	now := ms(time.Now())
+	later := h.relay("alpha", now.Add(-time.Second), "a@example.org")
+	earlier := h.relay("alpha", now.Add(-2*time.Second), "b@example.org")
+	notDue := h.relay("alpha", now.Add(time.Hour), "c@example.org")
+	leased := h.relay("beta", now.Add(-3*time.Second), "d@example.org")
+	other, err := q.ClaimDeliveries(ctx, "other", now, 1, time.Minute)
+	if err != nil || len(other) != 1 || other[0].MessageID != leased.ID {
+		t.Fatalf("claim by another owner: %+v %v", other, err)
+	}
+	id := func(m *store.Message) int64 { return m.Deliveries[0].ID }
+	ids := []int64{id(later), id(notDue), id(leased), 1 << 40, id(earlier)}
+	got, err := q.ClaimDeliveriesByID(ctx, "w", ids, now, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{id(earlier), id(later)}; !reflect.DeepEqual(deliveryIDs(got), want) {
+		t.Fatalf("ClaimDeliveriesByID = %v, want %v", deliveryIDs(got), want)
+	}
+	if got[0].MessageID != earlier.ID || got[0].Login != "alpha" || len(got[0].Recipients) != 1 ||
+		got[0].Recipients[0].Address != "b@example.org" || got[0].State != store.DeliveryQueued {
+		t.Errorf("claimed delivery: %+v", got[0])
+	}
+	// Now leased to w: neither a scan nor another claim by id takes them.
+	if again, err := q.ClaimDeliveriesByID(ctx, "x", ids, now, time.Minute); err != nil || len(again) != 0 {
+		t.Errorf("claimed again by id: %v %v", deliveryIDs(again), err)
+	}
+	if again, err := q.ClaimDeliveries(ctx, "x", now, 10, time.Minute); err != nil || len(again) != 0 {
+		t.Errorf("claimed again by a scan: %v %v", deliveryIDs(again), err)
+	}
+	// w's lease is its own to complete.
+	o := store.Outcome{Attempt: store.Attempt{Time: now, Reply: "250 ok"}, State: store.DeliverySent,
+		Recipients: []store.RecipientDelivery{{Address: "b@example.org", State: store.RecipientSent, Reply: "250 ok"}}}
+	if err := q.CompleteAttempt(ctx, got[0].ID, "w", o); err != nil {
+		t.Fatalf("complete a delivery claimed by id: %v", err)
+	}
+	// Expired leases are claimable by id; sent deliveries are not.
+	expired, err := q.ClaimDeliveriesByID(ctx, "y", ids, now.Add(2*time.Minute), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{id(leased), id(later)}; !reflect.DeepEqual(deliveryIDs(expired), want) {
+		t.Errorf("after the leases expired: %v, want %v", deliveryIDs(expired), want)
+	}
+	if none, err := q.ClaimDeliveriesByID(ctx, "y", nil, now, time.Minute); err != nil || len(none) != 0 {
+		t.Errorf("ClaimDeliveriesByID(nil) = %v, %v", none, err)
+	}
+}
+
 // testCompleteAttempts records several outcomes in one call: each gets
 // its own result, and a lost lease or an unknown delivery in the batch
 // records nothing of its own and does not fail the others.

@@ -87,6 +87,7 @@ func Run(t *testing.T, open Opener) {
 		// Queue
 		{"ClaimDeliveries", testClaimDeliveries},
 		{"ClaimDeliveriesConcurrently", testClaimConcurrently},
+		{"ClaimDeliveriesByID", testClaimByID},
 		{"CompleteAttempt", testCompleteAttempt},
 		{"CompleteAttempts", testCompleteAttempts},
 		{"ReleaseDeliveries", testReleaseDeliveries},
