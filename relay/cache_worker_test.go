@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/smtpgate/smtpgate/relay"
 	"github.com/smtpgate/smtpgate/relay/internal/smtptest"
@@ -90,5 +91,74 @@ func TestRememberedMessages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// claimCounter is the real store, counting the two kinds of claim.
+type claimCounter struct {
+	store.Queue
+	scans, byID atomic.Int32
+}
+
+func (q *claimCounter) ClaimDeliveries(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*store.Delivery, error) {
+	q.scans.Add(1)
+	return q.Queue.ClaimDeliveries(ctx, owner, now, limit, lease)
+}
+
+func (q *claimCounter) ClaimDeliveriesByID(ctx context.Context, owner string, ids []int64, now time.Time, lease time.Duration) ([]*store.Delivery, error) {
+	q.byID.Add(1)
+	return q.Queue.ClaimDeliveriesByID(ctx, owner, ids, now, lease)
+}
+
+// TestRememberedClaimedByID: deliveries handed to Remember are claimed by
+// id, without a claim that looks through the queue; a Notify without them
+// (a retry through the API) still looks through the queue; a delivery not
+// due yet is left to the scan that finds it when it is due.
+func TestRememberedClaimedByID(t *testing.T) {
+	h := newHarness(t)
+	srv := smtptest.Start(t, smtptest.Options{})
+	h.dns.AddA("one.test", "127.0.0.1")
+	route := relay.Route{Name: "direct", MX: true, Port: srv.Port}
+	cfg := h.fastConfig(route)
+	cfg.PollInterval = time.Hour // no scan but the first, unless asked for
+	q := &claimCounter{Queue: h.db}
+	w, err := relay.NewWorker(cfg, q, h.db, h.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	// The first scan, at start, finds the queue empty.
+	for q.scans.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	for i := range 5 {
+		m := h.accept(route, "app", "app@sender.test", []string{fmt.Sprintf("u%d@one.test", i)})
+		w.Remember(m)
+		w.Notify()
+		h.wait(m.ID, "sent", settled)
+	}
+	if n := q.scans.Load(); n != 1 {
+		t.Errorf("%d scan claims for remembered deliveries, want only the first", n)
+	}
+	if q.byID.Load() == 0 {
+		t.Error("no claim by id")
+	}
+	// Not remembered (a retry through the API, say): Notify scans.
+	m := h.accept(route, "app", "app@sender.test", []string{"plain@one.test"})
+	w.Notify()
+	h.wait(m.ID, "sent", settled)
+	if n := q.scans.Load(); n < 2 {
+		t.Errorf("%d scan claims after a Notify without Remember, want 2 or more", n)
+	}
+	if got := len(srv.Messages()); got != 6 {
+		t.Errorf("server got %d messages, want 6", got)
 	}
 }

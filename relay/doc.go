@@ -12,8 +12,11 @@
 // the message's send-at time (or arrival) and expiring MaxAge after arrival.
 // A delivery not yet due is simply not claimed; Notify wakes the worker when
 // new work arrives instead of waiting for the next poll, and Remember hands
-// it the committed message, kept in a bounded cache (Config.MessageCache)
-// so that the first attempts need not read it back from the store.
+// it the committed message: its due deliveries are claimed by id
+// (store.Queue.ClaimDeliveriesByID) rather than by looking through the
+// queue, which walks past every delivery in flight, and the message is kept
+// in a bounded cache (Config.MessageCache) so that the first attempts need
+// not read it back from the store.
 //
 // Outcomes are recorded in batches (store.Queue.CompleteAttempts): those
 // of attempts that finish while a write is in progress go together in the

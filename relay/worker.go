@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,8 +26,14 @@ type Worker struct {
 	st   MessageSource
 	log  *zap.Logger
 	wake chan struct{}
+	// scan asks Run for a claim that looks through the queue (Notify
+	// without hints).
+	scan atomic.Bool
 	// cache holds the messages handed to Remember; nil when off.
 	cache *messageCache
+
+	hintMu sync.Mutex
+	hints  []int64 // due deliveries handed to Remember, to claim by id
 
 	mu      sync.RWMutex
 	set     *settings // the Settings in force, compiled
@@ -112,28 +120,70 @@ func (w *Worker) settings() *settings {
 	return w.set
 }
 
+// maxHints bounds the deliveries handed to Remember and not yet claimed;
+// past it they are left to a claim that looks through the queue.
+const maxHints = 10000
+
 // Notify tells the worker that new work may be due (a message was just
 // accepted, a delivery retried through the API), so that it looks at the
-// queue now rather than at its next poll. It never blocks.
+// queue now rather than at its next poll. Work that Remember handed over
+// is claimed by id, without looking through the queue. It never blocks.
 func (w *Worker) Notify() {
+	w.hintMu.Lock()
+	hinted := len(w.hints) > 0
+	w.hintMu.Unlock()
+	if !hinted {
+		w.scan.Store(true)
+	}
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
 }
 
-// Remember keeps a message that was just committed with its deliveries in
-// the worker's bounded cache (Config.MessageCache), so that their first
-// attempts need not read it back from the store. msg must be the message
-// as committed, with Raw, and must not be modified afterwards (committed
-// messages never change); its Raw is kept, not copied. A message without
-// deliveries, or any message when the cache is off, is ignored. It never
-// blocks for long; call Notify as well to wake the worker.
+// Remember hands the worker a message that was just committed with its
+// deliveries: those already due are claimed by id (store.Queue.
+// ClaimDeliveriesByID), without looking through the queue, and the message
+// is kept in the worker's bounded cache (Config.MessageCache), so that
+// their first attempts need not read it back from the store. msg must be
+// the message as committed (with its deliveries' IDs, and Raw for the
+// cache) and must not be modified afterwards (committed messages never
+// change); its Raw is kept, not copied. It never blocks for long; call
+// Notify as well to wake the worker.
 func (w *Worker) Remember(msg *store.Message) {
-	if msg == nil || len(msg.Deliveries) == 0 || msg.Raw == nil {
+	if msg == nil || len(msg.Deliveries) == 0 {
 		return
 	}
-	w.cache.put(msg, len(msg.Deliveries), time.Now())
+	if msg.Raw != nil {
+		w.cache.put(msg, len(msg.Deliveries), time.Now())
+	}
+	now := w.cfg.Now()
+	w.hintMu.Lock()
+	for _, d := range msg.Deliveries {
+		switch {
+		case d.ID <= 0 || d.NextAttempt.After(now):
+			// Not claimable yet: a scan finds it when it is due.
+		case len(w.hints) < maxHints:
+			w.hints = append(w.hints, d.ID)
+		default:
+			w.scan.Store(true)
+		}
+	}
+	w.hintMu.Unlock()
+}
+
+// takeHints returns up to n of the ids handed to Remember, oldest first,
+// and forgets them.
+func (w *Worker) takeHints(n int) []int64 {
+	w.hintMu.Lock()
+	defer w.hintMu.Unlock()
+	n = min(n, len(w.hints))
+	if n == 0 {
+		return nil
+	}
+	ids := slices.Clone(w.hints[:n])
+	w.hints = append(w.hints[:0], w.hints[n:]...)
+	return ids
 }
 
 // job is a claimed delivery.
@@ -183,20 +233,30 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 
 		free := w.cfg.MaxInFlight - running - len(held)
-		if more && free > 0 && (free >= claimBatch || running+len(held) == 0) {
-			claimed, err := w.q.ClaimDeliveries(ctx, w.cfg.Owner, w.cfg.Now(), free, w.cfg.Lease)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				w.log.Error("relay: claim deliveries", zap.Error(err))
-				more = false // try again at the next poll
-			case err == nil:
-				leaseUntil := time.Now().Add(w.cfg.Lease)
-				for _, d := range claimed {
-					held = append(held, &job{d: d, leaseUntil: leaseUntil})
+		if free > 0 && (free >= claimBatch || running+len(held) == 0) {
+			if ids := w.takeHints(free); len(ids) > 0 {
+				// Deliveries just committed: claimed by id.
+				claimed, err := w.q.ClaimDeliveriesByID(ctx, w.cfg.Owner, ids, w.cfg.Now(), w.cfg.Lease)
+				if err != nil && ctx.Err() == nil {
+					w.log.Error("relay: claim deliveries by id", zap.Error(err))
+					more = true // a scan finds them
 				}
-				more = len(claimed) == free
+				held = w.hold(held, claimed)
 				if len(claimed) > 0 {
 					continue // start them
+				}
+			} else if more {
+				claimed, err := w.q.ClaimDeliveries(ctx, w.cfg.Owner, w.cfg.Now(), free, w.cfg.Lease)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					w.log.Error("relay: claim deliveries", zap.Error(err))
+					more = false // try again at the next poll
+				case err == nil:
+					held = w.hold(held, claimed)
+					more = len(claimed) == free
+					if len(claimed) > 0 {
+						continue // start them
+					}
 				}
 			}
 		}
@@ -205,7 +265,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return w.shutdown(ctx, interrupt, done, running, len(held))
 		case <-w.wake:
-			more = true
+			if w.scan.Swap(false) {
+				more = true
+			}
 		case <-poll.C:
 			more = true
 			lim.prune(set.routes, time.Now())
@@ -223,6 +285,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// hold adds the claimed deliveries to the held jobs.
+func (w *Worker) hold(held []*job, claimed []*store.Delivery) []*job {
+	leaseUntil := time.Now().Add(w.cfg.Lease)
+	for _, d := range claimed {
+		held = append(held, &job{d: d, leaseUntil: leaseUntil})
+	}
+	return held
 }
 
 // dispatch starts the held jobs that fit the limits, in claim order, and
