@@ -31,8 +31,8 @@ type tried struct {
 	giveUp   bool               // nothing can ever be sent: fail the pending recipients now
 }
 
-// attempt runs one delivery attempt and records its outcome through rec;
-// it reports whether the destination asked to slow down.
+// attempt runs one delivery attempt and hands its outcome to rec; it
+// reports whether the destination asked to slow down.
 func (w *Worker) attempt(ctx context.Context, set *settings, rec *recorder, j *job) (slowDown bool) {
 	d := j.d
 	start, t0 := w.cfg.Now(), time.Now()
@@ -47,7 +47,15 @@ func (w *Worker) attempt(ctx context.Context, set *settings, rec *recorder, j *j
 	o := w.outcome(d, j.route, tr, start, errors.Is(context.Cause(ctx), errShutdown))
 	o.Attempt = store.Attempt{DeliveryID: d.ID, Time: start, Host: tr.host, Reply: tr.reply, Duration: time.Since(t0)}
 
-	err := rec.complete(d.ID, o)
+	// The outcome is recorded in a batch with others; the delivery stays
+	// leased to this worker until then.
+	rec.submit(d.ID, o, func(err error) { w.logAttempt(d, tr, o, err) })
+	return tr.slowDown
+}
+
+// logAttempt logs an attempt once its outcome is recorded, or could not
+// be.
+func (w *Worker) logAttempt(d *store.Delivery, tr tried, o store.Outcome, err error) {
 	lvl, msg := zap.InfoLevel, "relay: attempt"
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):
@@ -66,7 +74,6 @@ func (w *Worker) attempt(ctx context.Context, set *settings, rec *recorder, j *j
 			zap.String("reply", tr.reply), zap.Duration("duration", o.Attempt.Duration), zap.Int("attempt", d.Attempts+1),
 			zap.Error(err))
 	}
-	return tr.slowDown
 }
 
 // try loads, signs and sends the message to the delivery's pending

@@ -149,12 +149,13 @@ type countingQueue struct {
 	done chan struct{}
 }
 
-func (q *countingQueue) CompleteAttempts(ctx context.Context, owner string, cs []store.Completion) []error {
-	errs := q.Queue.CompleteAttempts(ctx, owner, cs)
+func (q *countingQueue) CompleteAndClaim(ctx context.Context, owner string, cs []store.Completion, ids []int64,
+	now time.Time, lease time.Duration) ([]error, []*store.Delivery, error) {
+	errs, claimed, err := q.Queue.CompleteAndClaim(ctx, owner, cs, ids, now, lease)
 	for _, err := range errs {
 		if err == nil {
 			q.done <- struct{}{}
 		}
 	}
-	return errs
+	return errs, claimed, err
 }

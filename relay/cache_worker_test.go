@@ -110,6 +110,14 @@ func (q *claimCounter) ClaimDeliveriesByID(ctx context.Context, owner string, id
 	return q.Queue.ClaimDeliveriesByID(ctx, owner, ids, now, lease)
 }
 
+func (q *claimCounter) CompleteAndClaim(ctx context.Context, owner string, cs []store.Completion, ids []int64,
+	now time.Time, lease time.Duration) ([]error, []*store.Delivery, error) {
+	if len(ids) > 0 {
+		q.byID.Add(1)
+	}
+	return q.Queue.CompleteAndClaim(ctx, owner, cs, ids, now, lease)
+}
+
 // TestRememberedClaimedByID: deliveries handed to Remember are claimed by
 // id, without a claim that looks through the queue; a Notify without them
 // (a retry through the API) still looks through the queue; a delivery not
@@ -160,5 +168,48 @@ func TestRememberedClaimedByID(t *testing.T) {
 	}
 	if got := len(srv.Messages()); got != 6 {
 		t.Errorf("server got %d messages, want 6", got)
+	}
+}
+
+// TestShutdownRecordsOutcomesBeforeRelease stops the worker right after
+// the receiver took every message, while outcomes may still wait for
+// their batched write: each must be recorded (sent, one attempt) before
+// the leases are released, so that nothing is sent twice.
+func TestShutdownRecordsOutcomesBeforeRelease(t *testing.T) {
+	h := newHarness(t)
+	srv := smtptest.Start(t, smtptest.Options{})
+	h.dns.AddA("one.test", "127.0.0.1")
+	route := relay.Route{Name: "direct", MX: true, Port: srv.Port}
+	w, err := relay.NewWorker(h.fastConfig(route), h.db, h.db, h.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	const n = 20
+	var ids []string
+	for i := range n {
+		m := h.accept(route, "app", "app@sender.test", []string{fmt.Sprintf("u%d@one.test", i)})
+		w.Remember(m)
+		w.Notify()
+		ids = append(ids, m.ID)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(srv.Messages()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver got %d of %d messages", len(srv.Messages()), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, id := range ids {
+		ds := h.deliveries(id)
+		if len(ds) != 1 || ds[0].State != store.DeliverySent || ds[0].Attempts != 1 {
+			t.Errorf("message %s after shutdown: %+v, want sent after one attempt", id, ds[0])
+		}
 	}
 }

@@ -107,8 +107,10 @@ type Config struct {
 	Lease time.Duration
 	// Backoff is the retry schedule; the zero value is DefaultBackoff().
 	Backoff Backoff
-	// MaxInFlight bounds the deliveries claimed and not yet completed
+	// MaxInFlight bounds the deliveries claimed and not yet attempted
 	// (running, or waiting for a concurrency or rate slot); default 100.
+	// Outcomes waiting to be recorded (a few milliseconds) are not
+	// counted.
 	MaxInFlight int
 	// ShutdownGrace is how long Run lets attempts in progress finish after
 	// its context ends before it interrupts them; default 30 s.

@@ -12,16 +12,18 @@
 // the message's send-at time (or arrival) and expiring MaxAge after arrival.
 // A delivery not yet due is simply not claimed; Notify wakes the worker when
 // new work arrives instead of waiting for the next poll, and Remember hands
-// it the committed message: its due deliveries are claimed by id
-// (store.Queue.ClaimDeliveriesByID) rather than by looking through the
-// queue, which walks past every delivery in flight, and the message is kept
-// in a bounded cache (Config.MessageCache) so that the first attempts need
-// not read it back from the store.
+// it the committed message: its due deliveries are claimed by id rather
+// than by looking through the queue (which walks past every delivery in
+// flight), and the message is kept in a bounded cache (Config.MessageCache)
+// so that the first attempts need not read it back from the store.
 //
-// Outcomes are recorded in batches (store.Queue.CompleteAttempts): those
-// of attempts that finish while a write is in progress go together in the
-// next one, so that many attempts cost one write of the store; an attempt
-// counts as done only once its outcome is recorded.
+// The worker's writes are batched: attempt outcomes and the deliveries
+// handed over by Remember wait a few milliseconds for each other and go in
+// one write of the store (store.Queue.CompleteAndClaim), which mostly
+// rides along with the gateway's commits instead of costing a commit of
+// its own. An attempt frees its concurrency slot when its SMTP transaction
+// ends; its delivery stays leased until the outcome is recorded, and
+// shutdown records every outcome before it releases the leases.
 //
 // An attempt sends only to the recipients still pending, so a recipient
 // that got a 2xx is never sent to again by this package. Each recipient
@@ -46,4 +48,6 @@
 // progress finish for Config.ShutdownGrace, interrupts the rest (recording
 // what they achieved), and releases every delivery it still holds
 // (store.Queue.ReleaseDeliveries) so that another worker picks them up.
+// A crash loses only outcomes not yet recorded: those deliveries are sent
+// again once their leases expire (at least once).
 package relay

@@ -32,8 +32,15 @@ type Worker struct {
 	// cache holds the messages handed to Remember; nil when off.
 	cache *messageCache
 
-	hintMu sync.Mutex
-	hints  []int64 // due deliveries handed to Remember, to claim by id
+	// slots is how many more deliveries the worker may claim:
+	// Config.MaxInFlight less those claimed and not yet finished.
+	slots atomic.Int64
+	// handed tells the recorder that Remember handed deliveries over.
+	handed chan struct{}
+
+	hintMu  sync.Mutex
+	hints   []int64           // due deliveries handed to Remember, to claim by id
+	arrived []*store.Delivery // claimed by the recorder, for Run
 
 	mu      sync.RWMutex
 	set     *settings // the Settings in force, compiled
@@ -60,7 +67,7 @@ func NewWorker(cfg Config, q store.Queue, st MessageSource, log *zap.Logger) (*W
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, q: q, st: st, log: log, wake: make(chan struct{}, 1),
+	w := &Worker{cfg: cfg, q: q, st: st, log: log, wake: make(chan struct{}, 1), handed: make(chan struct{}, 1),
 		cache: newMessageCache(cfg.MessageCache, cfg.MessageCacheTTL)}
 	if err := w.Reload(cfg.Settings); err != nil {
 		return nil, err
@@ -129,10 +136,7 @@ const maxHints = 10000
 // queue now rather than at its next poll. Work that Remember handed over
 // is claimed by id, without looking through the queue. It never blocks.
 func (w *Worker) Notify() {
-	w.hintMu.Lock()
-	hinted := len(w.hints) > 0
-	w.hintMu.Unlock()
-	if !hinted {
+	if !w.hinted() {
 		w.scan.Store(true)
 	}
 	select {
@@ -142,14 +146,15 @@ func (w *Worker) Notify() {
 }
 
 // Remember hands the worker a message that was just committed with its
-// deliveries: those already due are claimed by id (store.Queue.
-// ClaimDeliveriesByID), without looking through the queue, and the message
-// is kept in the worker's bounded cache (Config.MessageCache), so that
-// their first attempts need not read it back from the store. msg must be
-// the message as committed (with its deliveries' IDs, and Raw for the
-// cache) and must not be modified afterwards (committed messages never
-// change); its Raw is kept, not copied. It never blocks for long; call
-// Notify as well to wake the worker.
+// deliveries: those already due are claimed by id, without looking through
+// the queue, in the worker's next batched write (store.Queue.
+// CompleteAndClaim), and the message is kept in the worker's bounded cache
+// (Config.MessageCache), so that their first attempts need not read it
+// back from the store. msg must be the message as committed (with its
+// deliveries' IDs, and Raw for the cache) and must not be modified
+// afterwards (committed messages never change); its Raw is kept, not
+// copied. It never blocks for long; call Notify as well to wake the
+// worker.
 func (w *Worker) Remember(msg *store.Message) {
 	if msg == nil || len(msg.Deliveries) == 0 {
 		return
@@ -169,21 +174,83 @@ func (w *Worker) Remember(msg *store.Message) {
 			w.scan.Store(true)
 		}
 	}
+	hinted := len(w.hints) > 0
 	w.hintMu.Unlock()
+	if hinted {
+		w.signalHanded()
+	}
 }
 
-// takeHints returns up to n of the ids handed to Remember, oldest first,
-// and forgets them.
-func (w *Worker) takeHints(n int) []int64 {
+// signalHanded tells the recorder that deliveries wait to be claimed by
+// id.
+func (w *Worker) signalHanded() {
+	select {
+	case w.handed <- struct{}{}:
+	default:
+	}
+}
+
+// reserve takes up to n of the worker's free slots and returns how many it
+// took; give back what goes unused with w.slots.Add.
+func (w *Worker) reserve(n int) int {
+	for {
+		free := w.slots.Load()
+		k := min(int64(n), free)
+		if k <= 0 {
+			return 0
+		}
+		if w.slots.CompareAndSwap(free, free-k) {
+			return int(k)
+		}
+	}
+}
+
+// takeHints returns as many of the ids handed to Remember as the worker
+// has free slots for, oldest first, and forgets them; their slots are
+// taken (arrive gives back those not claimed).
+func (w *Worker) takeHints() []int64 {
 	w.hintMu.Lock()
 	defer w.hintMu.Unlock()
-	n = min(n, len(w.hints))
+	n := w.reserve(len(w.hints))
 	if n == 0 {
 		return nil
 	}
 	ids := slices.Clone(w.hints[:n])
 	w.hints = append(w.hints[:0], w.hints[n:]...)
 	return ids
+}
+
+// arrive hands Run the deliveries the recorder claimed out of asked ids
+// (whose slots it had taken) and gives back the slots of the others.
+func (w *Worker) arrive(asked int, claimed []*store.Delivery) {
+	w.slots.Add(int64(asked - len(claimed)))
+	if len(claimed) == 0 {
+		return
+	}
+	w.hintMu.Lock()
+	w.arrived = append(w.arrived, claimed...)
+	w.hintMu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeArrived returns the deliveries the recorder claimed since the last
+// call.
+func (w *Worker) takeArrived() []*store.Delivery {
+	w.hintMu.Lock()
+	defer w.hintMu.Unlock()
+	ds := w.arrived
+	w.arrived = nil
+	return ds
+}
+
+// hinted reports whether deliveries handed to Remember wait to be claimed.
+func (w *Worker) hinted() bool {
+	w.hintMu.Lock()
+	defer w.hintMu.Unlock()
+	return len(w.hints) > 0
 }
 
 // job is a claimed delivery.
@@ -218,52 +285,45 @@ func (w *Worker) Run(ctx context.Context) error {
 	rate := time.NewTimer(time.Hour)
 	rate.Stop()
 	claimBatch := max(1, w.cfg.MaxInFlight/10)
-	// The recorder outlives every attempt: shutdown returns only once
-	// none is running.
-	rec := newRecorder(w.q, w.cfg.Owner)
+	w.slots.Store(int64(w.cfg.MaxInFlight))
+	// The recorder records the outcomes and claims what Remember hands
+	// over. It outlives every attempt; shutdown closes it (writing the
+	// outcomes still waiting) before it releases the leases.
+	rec := newRecorder(w)
 	defer rec.close()
 
 	for {
 		set := w.settings()
 		now := time.Now()
+		held = w.hold(held, w.takeArrived())
 		var wait time.Duration
 		held, wait = w.dispatch(attemptCtx, lim, set, rec, held, &running, done, now)
 		if wait > 0 {
 			rate.Reset(wait)
 		}
 
-		free := w.cfg.MaxInFlight - running - len(held)
-		if free > 0 && (free >= claimBatch || running+len(held) == 0) {
-			if ids := w.takeHints(free); len(ids) > 0 {
-				// Deliveries just committed: claimed by id.
-				claimed, err := w.q.ClaimDeliveriesByID(ctx, w.cfg.Owner, ids, w.cfg.Now(), w.cfg.Lease)
-				if err != nil && ctx.Err() == nil {
-					w.log.Error("relay: claim deliveries by id", zap.Error(err))
-					more = true // a scan finds them
-				}
+		// A claim that looks through the queue: at start, at each poll, and
+		// when Notify had nothing handed over.
+		if free := int(w.slots.Load()); more && free > 0 && (free >= claimBatch || running+len(held) == 0) {
+			n := w.reserve(free)
+			claimed, err := w.q.ClaimDeliveries(ctx, w.cfg.Owner, w.cfg.Now(), n, w.cfg.Lease)
+			w.slots.Add(int64(n - len(claimed)))
+			switch {
+			case err != nil && ctx.Err() == nil:
+				w.log.Error("relay: claim deliveries", zap.Error(err))
+				more = false // try again at the next poll
+			case err == nil:
 				held = w.hold(held, claimed)
+				more = len(claimed) == n
 				if len(claimed) > 0 {
 					continue // start them
-				}
-			} else if more {
-				claimed, err := w.q.ClaimDeliveries(ctx, w.cfg.Owner, w.cfg.Now(), free, w.cfg.Lease)
-				switch {
-				case err != nil && ctx.Err() == nil:
-					w.log.Error("relay: claim deliveries", zap.Error(err))
-					more = false // try again at the next poll
-				case err == nil:
-					held = w.hold(held, claimed)
-					more = len(claimed) == free
-					if len(claimed) > 0 {
-						continue // start them
-					}
 				}
 			}
 		}
 
 		select {
 		case <-ctx.Done():
-			return w.shutdown(ctx, interrupt, done, running, len(held))
+			return w.shutdown(ctx, interrupt, done, rec, running, len(held))
 		case <-w.wake:
 			if w.scan.Swap(false) {
 				more = true
@@ -275,6 +335,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-rate.C:
 		case f := <-done:
 			running--
+			w.slots.Add(1)
+			if w.hinted() {
+				w.signalHanded() // a slot for what waits to be claimed
+			}
 			if f.j.route != nil {
 				lim.done(f.j.route, f.j.d.Domain, f.slowDown, time.Now())
 				if f.slowDown {
@@ -316,6 +380,7 @@ func (w *Worker) dispatch(ctx context.Context, lim *limits, set *settings, rec *
 					// It could not finish within its lease any more: drop
 					// it; it is claimed again when the lease expires.
 					w.log.Debug("relay: lease ran out while throttled", zap.Int64("delivery", j.d.ID))
+					w.slots.Add(1)
 					continue
 				}
 				kept = append(kept, j)
@@ -335,7 +400,7 @@ func (w *Worker) dispatch(ctx context.Context, lim *limits, set *settings, rec *
 
 // shutdown waits for the attempts in progress, interrupting them after the
 // grace period, and releases the leases of the rest.
-func (w *Worker) shutdown(ctx context.Context, interrupt context.CancelCauseFunc, done <-chan finished, running, held int) error {
+func (w *Worker) shutdown(ctx context.Context, interrupt context.CancelCauseFunc, done <-chan finished, rec *recorder, running, held int) error {
 	w.log.Info("relay: stopping", zap.Int("in_progress", running), zap.Int("waiting", held))
 	grace := time.NewTimer(w.cfg.ShutdownGrace)
 	defer grace.Stop()
@@ -348,6 +413,9 @@ func (w *Worker) shutdown(ctx context.Context, interrupt context.CancelCauseFunc
 			interrupt(errShutdown)
 		}
 	}
+	// Every outcome is recorded before the leases go: a delivery released
+	// with its outcome still waiting would be sent again.
+	rec.close()
 	w.closeIdle(true)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()

@@ -114,6 +114,13 @@ type Queue interface {
 	// of the whole write (nothing of any is recorded). Workers that finish
 	// attempts at the same time record them together this way.
 	CompleteAttempts(ctx context.Context, owner string, cs []Completion) []error
+	// CompleteAndClaim records the outcomes cs as CompleteAttempts does and
+	// then claims the deliveries ids as ClaimDeliveriesByID does, in one
+	// write where the store can (SQLite: one transaction): a worker hands
+	// back what it finished and takes what it was handed, for the price of
+	// one commit. errs has one entry per completion; err is the claim's
+	// error, or the whole write's (then every completion has it too).
+	CompleteAndClaim(ctx context.Context, owner string, cs []Completion, ids []int64, now time.Time, lease time.Duration) (errs []error, claimed []*Delivery, err error)
 	// ReleaseDeliveries returns every delivery leased to owner to the queue
 	// unchanged (graceful shutdown).
 	ReleaseDeliveries(ctx context.Context, owner string) error

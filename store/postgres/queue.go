@@ -241,6 +241,19 @@ func (db *DB) CompleteAttempts(ctx context.Context, owner string, cs []store.Com
 	return errs
 }
 
+// CompleteAndClaim records the outcomes as CompleteAttempts does, then
+// claims ids as ClaimDeliveriesByID does: two transactions (the outcomes
+// share the group-commit writer's).
+func (db *DB) CompleteAndClaim(ctx context.Context, owner string, cs []store.Completion, ids []int64,
+	now time.Time, lease time.Duration) ([]error, []*store.Delivery, error) {
+	errs := db.CompleteAttempts(ctx, owner, cs)
+	if len(ids) == 0 {
+		return errs, []*store.Delivery{}, nil
+	}
+	claimed, err := db.ClaimDeliveriesByID(ctx, owner, ids, now, lease)
+	return errs, claimed, err
+}
+
 // ReleaseDeliveries returns every delivery leased to owner to the queue
 // unchanged.
 func (db *DB) ReleaseDeliveries(ctx context.Context, owner string) error {

@@ -160,22 +160,32 @@ func (db *DB) claimDeliveries(ctx context.Context, owner, query string, args ...
 	}
 	var out []*store.Delivery
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		out = []*store.Delivery{}
-		rows, err := db.txQuery(ctx, tx, query, append([]any{owner}, args...)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			d, err := scanDelivery(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, d)
-		}
-		return rows.Err()
+		var err error
+		out, err = db.claimTx(ctx, tx, owner, query, args...)
+		return err
 	})
 	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// claimTx is claimDeliveries in tx.
+func (db *DB) claimTx(ctx context.Context, tx *sql.Tx, owner, query string, args ...any) ([]*store.Delivery, error) {
+	out := []*store.Delivery{}
+	rows, err := db.txQuery(ctx, tx, query, append([]any{owner}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	// RETURNING yields rows in no defined order.
@@ -232,6 +242,16 @@ type completion struct {
 // lost or whose delivery is gone gets its own error and records nothing;
 // any other failure fails them all.
 func (db *DB) CompleteAttempts(ctx context.Context, owner string, cs []store.Completion) []error {
+	errs, _, _ := db.CompleteAndClaim(ctx, owner, cs, nil, time.Time{}, 0)
+	return errs
+}
+
+// CompleteAndClaim applies the outcomes as CompleteAttempts does and then
+// claims ids as ClaimDeliveriesByID does, in one write: one savepoint of
+// one group commit. A failure other than a completion's own lost lease or
+// missing delivery fails the completions and the claim alike.
+func (db *DB) CompleteAndClaim(ctx context.Context, owner string, cs []store.Completion, ids []int64,
+	now time.Time, lease time.Duration) ([]error, []*store.Delivery, error) {
 	errs := make([]error, len(cs))
 	enc := make([]completion, len(cs))
 	todo := make([]int, 0, len(cs))
@@ -242,9 +262,20 @@ func (db *DB) CompleteAttempts(ctx context.Context, owner string, cs []store.Com
 		}
 		todo = append(todo, i)
 	}
-	if len(todo) == 0 {
-		return errs
+	var list []byte
+	if len(ids) > 0 {
+		var err error
+		if list, err = json.Marshal(ids); err != nil {
+			return errs, nil, fmt.Errorf("sqlite: claim deliveries by id: %w", err)
+		}
+		if owner == "" {
+			return errs, nil, errors.New("sqlite: claim deliveries by id: empty lease owner")
+		}
 	}
+	if len(todo) == 0 && len(list) == 0 {
+		return errs, []*store.Delivery{}, nil
+	}
+	claimed := []*store.Delivery{}
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, i := range todo {
 			c := &enc[i]
@@ -255,8 +286,17 @@ func (db *DB) CompleteAttempts(ctx context.Context, owner string, cs []store.Com
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("delivery %d: %w", cs[i].ID, err)
+				return fmt.Errorf("complete attempt %d: %w", cs[i].ID, err)
 			}
+		}
+		claimed = []*store.Delivery{}
+		if len(list) == 0 {
+			return nil
+		}
+		n := unixNano(now)
+		var err error
+		if claimed, err = db.claimTx(ctx, tx, owner, claimDeliveriesByID, unixNano(now.Add(lease)), string(list), n, n); err != nil {
+			return fmt.Errorf("claim deliveries by id: %w", err)
 		}
 		return nil
 	})
@@ -273,7 +313,10 @@ func (db *DB) CompleteAttempts(ctx context.Context, owner string, cs []store.Com
 			}
 		}
 	}
-	return errs
+	if err != nil {
+		return errs, nil, fmt.Errorf("sqlite: complete and claim: %w", err)
+	}
+	return errs, claimed, nil
 }
 
 // encodeCompletion checks o and encodes it into c.

@@ -368,6 +368,55 @@ func testCompleteAttempts(t *testing.T, h *harness) {
 	}
 }
 
+// testCompleteAndClaim hands back outcomes and takes named deliveries in
+// one call: each completion gets its own result, and only the claimable
+// deliveries named are claimed.
+func testCompleteAndClaim(t *testing.T, h *harness) {
+	q := queueOf(t, h)
+	ctx := context.Background()
+	now := ms(time.Now())
+	done := h.relay("alpha", now.Add(-3*time.Second), "a@example.org")
+	held, err := q.ClaimDeliveries(ctx, "w", now, 1, time.Minute)
+	if err != nil || len(held) != 1 || held[0].MessageID != done.ID {
+		t.Fatalf("claim: %+v %v", held, err)
+	}
+	next := h.relay("alpha", now.Add(-time.Second), "b@example.org")
+	notDue := h.relay("alpha", now.Add(time.Hour), "c@example.org")
+	sent := &store.Event{Type: store.EventSent, Recipient: "a@example.org", Time: now, Reply: "250 ok"}
+	cs := []store.Completion{
+		{ID: held[0].ID, Outcome: store.Outcome{Attempt: store.Attempt{Time: now, Reply: "250 ok"}, State: store.DeliverySent,
+			Recipients: []store.RecipientDelivery{{Address: "a@example.org", State: store.RecipientSent, Reply: "250 ok"}},
+			Events:     []*store.Event{sent}}},
+		{ID: 1 << 40, Outcome: store.Outcome{Attempt: store.Attempt{Time: now, Reply: "250 ok"}, State: store.DeliverySent}},
+	}
+	ids := []int64{next.Deliveries[0].ID, notDue.Deliveries[0].ID, held[0].ID}
+	errs, claimed, err := q.CompleteAndClaim(ctx, "w", cs, ids, now, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 2 || errs[0] != nil || !(errors.Is(errs[1], store.ErrNotFound) || errors.Is(errs[1], store.ErrLeaseLost)) {
+		t.Errorf("completion results %v", errs)
+	}
+	if sent.Seq <= 0 || sent.MessageID != done.ID {
+		t.Errorf("event after CompleteAndClaim: %+v", sent)
+	}
+	// The sent delivery is not claimable any more, nor the one not due.
+	if want := []int64{next.Deliveries[0].ID}; !reflect.DeepEqual(deliveryIDs(claimed), want) {
+		t.Errorf("claimed %v, want %v", deliveryIDs(claimed), want)
+	}
+	ds, _ := q.Deliveries(ctx, store.DeliveryQuery{Scope: all, MessageID: done.ID})
+	if len(ds) != 1 || ds[0].State != store.DeliverySent || ds[0].Attempts != 1 {
+		t.Errorf("completed delivery: %+v", ds)
+	}
+	// Claimed by w: its outcome is w's to record.
+	o := store.Outcome{Attempt: store.Attempt{Time: now, Reply: "250 ok"}, State: store.DeliverySent,
+		Recipients: []store.RecipientDelivery{{Address: "b@example.org", State: store.RecipientSent, Reply: "250 ok"}}}
+	errs, none, err := q.CompleteAndClaim(ctx, "w", []store.Completion{{ID: claimed[0].ID, Outcome: o}}, nil, now, time.Minute)
+	if err != nil || len(errs) != 1 || errs[0] != nil || len(none) != 0 {
+		t.Errorf("complete only: %v, claimed %v, %v", errs, deliveryIDs(none), err)
+	}
+}
+
 func testReleaseDeliveries(t *testing.T, h *harness) {
 	q := queueOf(t, h)
 	ctx := context.Background()

@@ -90,6 +90,7 @@ func Run(t *testing.T, open Opener) {
 		{"ClaimDeliveriesByID", testClaimByID},
 		{"CompleteAttempt", testCompleteAttempt},
 		{"CompleteAttempts", testCompleteAttempts},
+		{"CompleteAndClaim", testCompleteAndClaim},
 		{"ReleaseDeliveries", testReleaseDeliveries},
 		{"RetryAndCancel", testRetryAndCancel},
 		{"DeliveriesQuery", testDeliveriesQuery},
