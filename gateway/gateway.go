@@ -118,7 +118,17 @@ func (g *Gateway) Handle(ctx context.Context, env *proxy.Envelope, body io.Reade
 		return "", fmt.Errorf("gateway: features: %w", err)
 	}
 
-	sum, text, err := summary.ParseText(out.Raw)
+	// Only a captured message is searched, so only its readable text is
+	// extracted (it costs as much as the summary itself).
+	var (
+		sum  summary.Summary
+		text string
+	)
+	if plan.Route == store.RouteCapture {
+		sum, text, err = summary.ParseText(out.Raw)
+	} else {
+		sum, err = summary.Parse(out.Raw)
+	}
 	if err != nil {
 		// A message whose header cannot be read is still accepted and
 		// captured; the summary stays empty and the raw bytes are kept.

@@ -317,6 +317,11 @@ func TestHandleRelayCreatesDeliveries(t *testing.T) {
 				t.Errorf("%s delivery %d: recipient indexes %v, want %v", tc.login, i, got, tc.idx[i])
 			}
 		}
+		// The summary is made for relayed mail too; the readable text,
+		// which only the capture search reads, is not.
+		if m.Summary.Subject != "Hello" || m.Text != "" {
+			t.Errorf("%s: summary subject %q, text %q: want the subject and no text", tc.login, m.Summary.Subject, m.Text)
+		}
 		queued := 0
 		for _, e := range m.Events {
 			if e.Type == store.EventQueued {
