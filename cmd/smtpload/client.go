@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,9 +36,10 @@ type sender struct {
 	toPrefix, toSuffix string
 	toNum              bool
 	span               int64
-	body               []byte // the header tail and body: CRLF, already dot-stuffed
-	bodySize           int    // len(body) before dot-stuffing
-	eightBit           bool   // body has bytes over 127
+	body               []byte       // the header tail and body: CRLF, already dot-stuffed
+	bodySize           int          // len(body) before dot-stuffing
+	eightBit           bool         // body has bytes over 127
+	resumed            atomic.Int64 // TLS handshakes that resumed a session
 }
 
 // newSender prepares what the connections of a run share.
@@ -57,6 +59,13 @@ func newSender(c config, body []byte, curves []tls.CurveID) (*sender, error) {
 			// Records of up to 16 KB from the first byte, as OpenSSL
 			// clients send them, rather than Go's small first records.
 			DynamicRecordSizingDisabled: true,
+		}
+		if c.tlsResume {
+			// One session cache for the run, as Postfix keeps one in
+			// smtp_tls_session_cache_database: a connection after the
+			// first resumes the session of an earlier one (still with
+			// a fresh X25519 exchange in TLS 1.3).
+			s.tlsConfig.ClientSessionCache = tls.NewLRUClientSessionCache(2 * max(c.conns, 1))
 		}
 	case "none":
 	default:
@@ -202,6 +211,9 @@ func (cl *client) handshake(ctx context.Context) error {
 	tc := tls.Client(cl.conn, cl.s.tlsConfig)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	if tc.ConnectionState().DidResume {
+		cl.s.resumed.Add(1)
 	}
 	cl.conn = tc
 	cl.setReader(tc)

@@ -580,3 +580,24 @@ func TestDotStuff(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSResume: with -tls-resume every connection after the first resumes
+// a session (the server issues TLS 1.3 tickets), over STARTTLS and implicit
+// TLS; with -tls-resume=false none does.
+func TestTLSResume(t *testing.T) {
+	for _, mode := range []string{"starttls", "implicit"} {
+		for _, resume := range []bool{true, false} {
+			ts := startServer(t, mode, false)
+			c := testConfig(ts.addr, 4, 1, 1) // four connections, one after another
+			c.tlsMode = mode
+			c.tlsResume = resume
+			r := runLoad(t, c)
+			if r.Sent != 4 || r.Errors != 0 {
+				t.Fatalf("%s resume=%v: result %+v", mode, resume, r)
+			}
+			if want := map[bool]int64{true: 3, false: 0}[resume]; r.Resumed != want {
+				t.Errorf("%s resume=%v: %d connections resumed, want %d", mode, resume, r.Resumed, want)
+			}
+		}
+	}
+}

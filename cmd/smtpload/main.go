@@ -14,7 +14,9 @@
 // -pipelining=false, or a server without PIPELINING, each command waits
 // for its reply. TLS offers only X25519 by default, what OpenSSL 3.0
 // clients offer first (-curves default: Go's own list, with the
-// post-quantum X25519MLKEM768 first), in records of up to 16 KB. Every
+// post-quantum X25519MLKEM768 first), in records of up to 16 KB, and
+// resumes the TLS session of an earlier connection as Postfix does with its
+// TLS session cache (-tls-resume=false: a full handshake every time). Every
 // read and write ends at -timeout.
 //
 // Latency is measured per message from the write of MAIL FROM to the final
@@ -60,6 +62,7 @@ type config struct {
 	// PIPELINING.
 	pipelining bool
 	curves     string
+	tlsResume  bool
 }
 
 func main() {
@@ -80,6 +83,7 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 2*time.Minute, "give up after this long")
 	flag.BoolVar(&c.jsonOut, "json", false, "print the result as JSON")
 	flag.BoolVar(&c.pipelining, "pipelining", true, "send MAIL FROM, RCPT TO and DATA in one write when the server offers PIPELINING; false: one command per round trip")
+	flag.BoolVar(&c.tlsResume, "tls-resume", true, "resume TLS sessions across connections, as Postfix does with smtp_tls_session_cache_database (set by Debian's suggested TLS settings); false: a full handshake on every connection")
 	flag.StringVar(&c.curves, "curves", "x25519", "TLS key exchange groups offered, in order: a comma list of x25519, p256, x25519mlkem768; or default (Go's own, X25519MLKEM768 first)")
 	flag.Parse()
 	if c.devData != "" && c.pass == "" {
@@ -132,6 +136,9 @@ type result struct {
 	// (-pipelining and a server that offers PIPELINING).
 	Pipelining bool   `json:"pipelining"`
 	Curves     string `json:"curves"`
+	// Resumed is the number of connections whose TLS handshake resumed an
+	// earlier connection's session (-tls-resume).
+	Resumed int64 `json:"resumed"`
 }
 
 func (r result) print(w io.Writer) {
@@ -139,8 +146,8 @@ func (r result) print(w io.Writer) {
 	if r.Pipelining {
 		pipe = "on"
 	}
-	fmt.Fprintf(w, "sent %d messages (%d B) over %d connections x %d, %d errors in %.2fs; pipelining %s, curves %s\n",
-		r.Sent, r.Size, r.Conns, r.PerConn, r.Errors, r.Seconds, pipe, r.Curves)
+	fmt.Fprintf(w, "sent %d messages (%d B) over %d connections x %d, %d errors in %.2fs; pipelining %s, curves %s, %d TLS sessions resumed\n",
+		r.Sent, r.Size, r.Conns, r.PerConn, r.Errors, r.Seconds, pipe, r.Curves, r.Resumed)
 	fmt.Fprintf(w, "throughput %.0f msgs/s\nlatency p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 		r.MsgsPerSec, r.P50ms, r.P90ms, r.P99ms, r.MaxMs)
 	if r.FirstError != "" {
@@ -236,7 +243,7 @@ func run(ctx context.Context, c config) (result, error) {
 	r := result{Sent: sent.Load(), Errors: failed.Load(), Seconds: el.Seconds(),
 		MsgsPerSec: float64(sent.Load()) / el.Seconds(), P50ms: pct(0.50), P90ms: pct(0.90), P99ms: pct(0.99),
 		MaxMs: pct(1), Conns: c.conns, PerConn: c.perConn, Size: c.size,
-		Pipelining: c.pipelining && !unpiped.Load(), Curves: curveNames}
+		Pipelining: c.pipelining && !unpiped.Load(), Curves: curveNames, Resumed: snd.resumed.Load()}
 	if v, ok := firstErr.Load().(string); ok {
 		r.FirstError = v
 	}
