@@ -3,6 +3,7 @@ package summary_test
 import (
 	"encoding/base64"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -74,4 +75,25 @@ func cpuLoop(b *testing.B, f func()) {
 	if end := processCPU(); start >= 0 && end >= 0 && n > 0 {
 		b.ReportMetric(float64(end-start)/float64(n), "cpu-ns/op")
 	}
+}
+
+// BenchmarkParseTextHTML measures ParseText, which a captured message gets,
+// on the capture benchmark's HTML newsletter (one HTML part: its links and
+// its readable text come from one pass).
+func BenchmarkParseTextHTML(b *testing.B) {
+	raw, err := os.ReadFile("../bench/newsletter-css.eml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw = append([]byte("From: <a@example.com>\r\nTo: <b@example.com>\r\nSubject: bench\r\n"), raw...)
+	s, text, err := summary.ParseText(raw)
+	if err != nil || len(s.Links) == 0 || len(text) < 100 {
+		b.Fatalf("unexpected result (%v): %d links, %d bytes of text", err, len(s.Links), len(text))
+	}
+	b.SetBytes(int64(len(raw)))
+	cpuLoop(b, func() {
+		if _, _, err := summary.ParseText(raw); err != nil {
+			b.Fatal(err)
+		}
+	})
 }

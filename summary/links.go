@@ -64,16 +64,36 @@ func isHTTPURL(u string) bool {
 // htmlLinks adds the href of every <a> element in an HTML document, entity
 // decoded, with surrounding white space and embedded tabs and newlines removed
 // as a browser does.
-func (s *linkSet) htmlLinks(doc []byte) {
+func (s *linkSet) htmlLinks(doc []byte) { s.scanHTML(doc, nil) }
+
+// scanHTML adds the links of an HTML document as htmlLinks does and, when
+// text is not nil, appends the document's visible text to *text in the same
+// pass: words separated by one space (white space collapsed), nothing
+// inside script, style, head, title, noscript or template, and no more once
+// *text holds MaxText bytes.
+func (s *linkSet) scanHTML(doc []byte, text *[]byte) {
 	z := html.NewTokenizer(bytes.NewReader(doc))
-	for {
-		switch z.Next() {
+	links := true // false once the link list is full
+	skip := 0     // depth inside elements whose text is not shown
+	for links || text != nil {
+		switch tt := z.Next(); tt {
 		case html.ErrorToken:
 			return
 		case html.StartTagToken, html.SelfClosingTagToken:
+			raw := z.Raw()
+			if text != nil && tt == html.StartTagToken && len(raw) > 2 {
+				// A skipped element starts with one of these letters.
+				switch raw[1] | 0x20 {
+				case 's', 'h', 't', 'n':
+					if name, _ := z.TagName(); skipText(name) {
+						skip++
+					}
+					continue // none of these is <a>
+				}
+			}
 			// Look at the raw bytes first: TagName copies, and most tags
 			// are not <a>.
-			if raw := z.Raw(); len(raw) < 3 || raw[1]|0x20 != 'a' || !isTagNameEnd(raw[2]) {
+			if !links || len(raw) < 3 || raw[1]|0x20 != 'a' || !isTagNameEnd(raw[2]) {
 				continue
 			}
 			name, more := z.TagName()
@@ -86,10 +106,28 @@ func (s *linkSet) htmlLinks(doc []byte) {
 				if string(key) != "href" {
 					continue
 				}
-				if !s.add(cleanHref(val)) {
-					return
-				}
+				links = s.add(cleanHref(val))
 				break
+			}
+		case html.EndTagToken:
+			if text != nil && skip > 0 {
+				if name, _ := z.TagName(); skipText(name) {
+					skip--
+				}
+			}
+		case html.TextToken:
+			if text == nil || skip > 0 {
+				continue
+			}
+			if len(*text) >= MaxText {
+				text = nil
+				continue
+			}
+			for _, w := range bytes.Fields(z.Text()) {
+				if len(*text) > 0 {
+					*text = append(*text, ' ')
+				}
+				*text = append(*text, w...)
 			}
 		}
 	}

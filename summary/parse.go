@@ -111,15 +111,19 @@ func (p *parser) leaf(l *leaf) {
 		return
 	}
 	text := convertCharset(data, l.params["charset"])
-	if p.text != nil {
-		p.text.add(l.mediaType, text)
-	}
 	switch l.mediaType {
 	case "text/html":
 		p.s.HasHTML = true
-		p.links.htmlLinks(text)
+		if p.text != nil {
+			p.links.scanHTML(text, p.text.htmlText())
+		} else {
+			p.links.htmlLinks(text)
+		}
 	default:
 		p.s.HasText = true
+		if p.text != nil {
+			p.text.add(text)
+		}
 		p.links.textLinks(text)
 	}
 }

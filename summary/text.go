@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"unicode/utf8"
-
-	"golang.org/x/net/html"
 )
 
 // MaxText bounds the readable text ParseText returns.
@@ -26,69 +24,37 @@ func ParseText(raw []byte) (Summary, string, error) {
 	return s, t.readable(), nil
 }
 
-// textCollector keeps the decoded text of the body parts.
+// textCollector keeps the text of the body parts: text/plain as decoded,
+// HTML as its visible text, which the parser extracts in the same pass as
+// the links (linkSet.scanHTML).
 type textCollector struct {
 	plain []byte
 	html  []byte
 }
 
-// add keeps a decoded body part (data may be reused by the caller).
-func (t *textCollector) add(mediaType string, data []byte) {
-	if mediaType == "text/html" {
-		if len(t.html) < 4*MaxText {
-			t.html = append(t.html, data[:min(len(data), 4*MaxText-len(t.html))]...)
-			t.html = append(t.html, '\n')
-		}
-		return
-	}
+// add keeps a decoded text/plain part (data may be reused by the caller).
+func (t *textCollector) add(data []byte) {
 	if len(t.plain) < MaxText {
 		t.plain = append(t.plain, data[:min(len(data), MaxText-len(t.plain))]...)
 		t.plain = append(t.plain, '\n')
 	}
 }
 
+// htmlText is where the parser appends an HTML part's visible text, or nil
+// once there is enough.
+func (t *textCollector) htmlText() *[]byte {
+	if len(t.html) >= MaxText {
+		return nil
+	}
+	return &t.html
+}
+
 func (t *textCollector) readable() string {
 	text := t.plain
 	if len(bytes.TrimSpace(text)) == 0 {
-		text = htmlText(t.html)
+		text = t.html
 	}
 	return capText(strings.TrimSpace(string(text)))
-}
-
-// htmlText returns the visible text of an HTML document with white space
-// collapsed.
-func htmlText(src []byte) []byte {
-	if len(src) == 0 {
-		return nil
-	}
-	z := html.NewTokenizer(bytes.NewReader(src))
-	var out []byte
-	skip := 0 // depth inside script, style, head, title
-	for len(out) < MaxText {
-		switch z.Next() {
-		case html.ErrorToken:
-			return out
-		case html.StartTagToken:
-			if name, _ := z.TagName(); skipText(name) {
-				skip++
-			}
-		case html.EndTagToken:
-			if name, _ := z.TagName(); skipText(name) && skip > 0 {
-				skip--
-			}
-		case html.TextToken:
-			if skip > 0 {
-				continue
-			}
-			for _, w := range bytes.Fields(z.Text()) {
-				if len(out) > 0 {
-					out = append(out, ' ')
-				}
-				out = append(out, w...)
-			}
-		}
-	}
-	return out
 }
 
 func skipText(tag []byte) bool {
