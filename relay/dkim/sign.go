@@ -5,16 +5,13 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
+	msgdkim "github.com/emersion/go-msgauth/dkim"
 	"golang.org/x/text/transform"
 )
 
@@ -46,7 +43,8 @@ type Options struct {
 	HeaderKeys []string
 	// Expiration, when positive, sets the x= tag to Now()+Expiration.
 	Expiration time.Duration
-	// Now is the clock for the t= and x= tags; nil means time.Now.
+	// Now is the clock for x=; nil means time.Now. The t= tag is stamped by
+	// go-msgauth from the wall clock and does not use it.
 	Now func() time.Time
 	// TempDir is where messages above SpoolThreshold are spooled while being
 	// signed; empty means os.TempDir(). The file is unlinked on creation.
@@ -180,11 +178,12 @@ func (s *Signer) Sign(ctx context.Context, w io.Writer, r io.Reader, domainOverr
 
 	sp := &spool{dir: s.opts.TempDir, limit: s.opts.SpoolThreshold}
 	defer sp.Close()
-	sigs, signedWith, err := s.sign(h, keys, func(body io.Writer) error {
-		if _, err := sp.Write(h.raw); err != nil {
+	sigs, signedWith, err := s.sign(h, keys, func(mw io.Writer) error {
+		mw = io.MultiWriter(sp, mw)
+		if _, err := mw.Write(h.raw); err != nil {
 			return err
 		}
-		_, err := io.Copy(io.MultiWriter(sp, body), br)
+		_, err := io.Copy(mw, br)
 		return err
 	})
 	if err != nil {
@@ -231,8 +230,8 @@ func (s *Signer) SignBytes(ctx context.Context, msg []byte, domainOverride strin
 	if err != nil || len(keys) == 0 {
 		return msg, nil, err
 	}
-	sigs, signedWith, err := s.sign(h, keys, func(body io.Writer) error {
-		_, err := body.Write(msg[hdrEnd:])
+	sigs, signedWith, err := s.sign(h, keys, func(w io.Writer) error {
+		_, err := w.Write(msg)
 		return err
 	})
 	if err != nil {
@@ -311,142 +310,61 @@ func (s *Signer) keysFor(h *header, domainOverride string) ([]*Key, error) {
 	return keys, nil
 }
 
-// sign makes one signature per key of the message whose header is h and
-// whose body writeBody writes to the writer it is given, and returns the
-// DKIM-Signature fields and the signedWith descriptions. The signatures
-// are relaxed/relaxed with SHA-256 (RFC 6376, RFC 8463 for Ed25519), made
-// here rather than by go-msgauth's signer, which runs a goroutine and a
-// pipe per signature and canonicalizes byte by byte: the body is
-// canonicalized and hashed once for every key, in runs, and each key then
-// hashes the canonical header fields and its own signature field.
-func (s *Signer) sign(h *header, keys []*Key, writeBody func(io.Writer) error) (sigs, signedWith []string, err error) {
+// sign makes one signature per key of the message that write writes to the
+// writer it is given (the header block h.raw first), and returns the
+// DKIM-Signature fields and the signedWith descriptions.
+func (s *Signer) sign(h *header, keys []*Key, write func(io.Writer) error) (sigs, signedWith []string, err error) {
+	headerKeys := s.oversign(h)
+	var expiration time.Time
+	if s.opts.Expiration > 0 {
+		expiration = s.opts.Now().Add(s.opts.Expiration)
+	}
+	signers := make([]*msgdkim.Signer, 0, len(keys))
+	defer func() {
+		// Stop the go-msgauth goroutines of signers not closed below.
+		for _, sg := range signers {
+			_ = sg.Close()
+		}
+	}()
+	writers := make([]io.Writer, 0, len(keys))
 	algs := make([]string, len(keys))
 	for i, k := range keys {
 		if algs[i], err = k.check(); err != nil {
 			return nil, nil, err
 		}
-	}
-	hasher := sha256.New()
-	body := newRelaxedBody(hasher)
-	if err := writeBody(body); err != nil {
-		return nil, nil, fmt.Errorf("dkim: sign: %w", err)
-	}
-	var sum [sha256.Size]byte
-	bh := base64.StdEncoding.EncodeToString(body.sum(sum[:0]))
-
-	// The signed fields, canonical, in h= order: each configured name as
-	// often as the message has it, bottom up (the order in which a
-	// verifier picks them), plus once more for none (oversigning).
-	headerKeys := s.oversign(h)
-	canon := make([]byte, 0, len(h.raw)+256)
-	for _, key := range s.headerKeys {
-		for i := len(h.keys) - 1; i >= 0; i-- {
-			if strings.EqualFold(h.keys[i], key) {
-				canon = appendRelaxedHeader(canon, h.keys[i], h.values[i])
-			}
-		}
-	}
-	signedFields := len(canon)
-
-	now := s.opts.Now()
-	var expiration int64
-	if s.opts.Expiration > 0 {
-		expiration = now.Add(s.opts.Expiration).Unix()
-	}
-	sigs = make([]string, len(keys))
-	signedWith = make([]string, len(keys))
-	for i, k := range keys {
-		field := signatureField(k, algs[i], bh, headerKeys, now.Unix(), expiration)
-		// The field as it is signed: b= empty, canonical, without its CRLF.
-		canon = appendRelaxedHeader(canon[:signedFields], "DKIM-Signature", field[len("DKIM-Signature:"):])
-		hasher.Reset()
-		hasher.Write(canon[:len(canon)-2])
-		digest := hasher.Sum(sum[:0])
-		opts := crypto.Hash(0) // Ed25519 signs the digest itself (RFC 8463)
-		if algs[i] == AlgorithmRSA {
-			opts = crypto.SHA256
-		}
-		sig, err := k.Signer.Sign(rand.Reader, digest, opts)
+		sg, err := msgdkim.NewSigner(&msgdkim.SignOptions{
+			Domain:                 k.Domain,
+			Selector:               k.Selector,
+			Signer:                 k.Signer,
+			Hash:                   crypto.SHA256,
+			HeaderCanonicalization: msgdkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   msgdkim.CanonicalizationRelaxed,
+			HeaderKeys:             headerKeys,
+			Expiration:             expiration,
+		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("dkim: key %s: %w", k.name(), err)
 		}
-		sigs[i] = appendFolded([]byte(field), base64.StdEncoding.EncodeToString(sig))
-		signedWith[i] = "d=" + k.Domain + " s=" + k.Selector + " a=" + algs[i] + "-sha256"
+		signers = append(signers, sg)
+		writers = append(writers, sg)
+	}
+	var w io.Writer = signers[0]
+	if len(writers) > 1 {
+		w = io.MultiWriter(writers...)
+	}
+	if err := write(w); err != nil {
+		return nil, nil, fmt.Errorf("dkim: sign: %w", err)
+	}
+	sigs = make([]string, len(signers))
+	signedWith = make([]string, len(signers))
+	for i, sg := range signers {
+		if err := sg.Close(); err != nil {
+			return nil, nil, fmt.Errorf("dkim: key %s: %w", keys[i].name(), err)
+		}
+		sigs[i] = sg.Signature()
+		signedWith[i] = fmt.Sprintf("d=%s s=%s a=%s-sha256", keys[i].Domain, keys[i].Selector, algs[i])
 	}
 	return sigs, signedWith, nil
-}
-
-// foldWidth is the line length the signature field is folded to (RFC 5322
-// recommends at most 78 characters).
-const foldWidth = 76
-
-// signatureField formats a DKIM-Signature field up to and including its
-// empty b= tag, folded: each tag ends with ';', h= may fold between names,
-// and b= starts a line of its own.
-func signatureField(k *Key, alg, bh string, headerKeys []string, t, x int64) string {
-	f := folder{b: make([]byte, 0, 512)}
-	f.b = append(f.b, "DKIM-Signature:"...)
-	f.line = len(f.b)
-	f.word(" ", "v=1;")
-	f.word(" ", "a="+alg+"-sha256;")
-	f.word(" ", "c=relaxed/relaxed;")
-	f.word(" ", "d="+k.Domain+";")
-	f.word(" ", "s="+k.Selector+";")
-	f.word(" ", "t="+strconv.FormatInt(t, 10)+";")
-	if x != 0 {
-		f.word(" ", "x="+strconv.FormatInt(x, 10)+";")
-	}
-	for i, name := range headerKeys {
-		switch {
-		case i == 0 && len(headerKeys) == 1:
-			f.word(" ", "h="+name+";")
-		case i == 0:
-			f.word(" ", "h="+name)
-		case i == len(headerKeys)-1:
-			f.word("", ":"+name+";")
-		default:
-			f.word("", ":"+name)
-		}
-	}
-	f.word(" ", "bh="+bh+";")
-	f.b = append(f.b, "\r\n b="...)
-	return string(f.b)
-}
-
-// appendFolded completes a field from signatureField with the b= value,
-// folded, and the final CRLF.
-func appendFolded(field []byte, b64 string) string {
-	line := len(" b=")
-	for len(b64) > 0 {
-		n := min(len(b64), foldWidth-line)
-		if n <= 0 {
-			field = append(field, "\r\n "...)
-			line = 1
-			continue
-		}
-		field = append(field, b64[:n]...)
-		b64 = b64[n:]
-		line += n
-	}
-	return string(append(field, "\r\n"...))
-}
-
-// folder writes folded header text.
-type folder struct {
-	b    []byte
-	line int // length of the current line
-}
-
-// word appends sep and w, or a fold and w when the line would be too long.
-func (f *folder) word(sep, w string) {
-	if f.line+len(sep)+len(w) > foldWidth && f.line > 1 {
-		f.b = append(f.b, "\r\n "...)
-		f.line = 1
-		sep = ""
-	}
-	f.b = append(f.b, sep...)
-	f.b = append(f.b, w...)
-	f.line += len(sep) + len(w)
 }
 
 // oversign builds the h= list for a message: each configured field as many
