@@ -6,12 +6,14 @@ import (
 	"testing"
 )
 
-func benchmarkFile(b *testing.B, name string) {
+func benchmarkFile(b *testing.B, name string) { benchmarkFileOpts(b, name, Options{}) }
+
+func benchmarkFileOpts(b *testing.B, name string, opts Options) {
 	in, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		b.Fatal(err)
 	}
-	il := New(Options{})
+	il := New(opts)
 	b.SetBytes(int64(len(in)))
 	b.ReportAllocs()
 	// Process CPU time per operation (cpu-ns/op) stays meaningful when other
@@ -37,3 +39,14 @@ func BenchmarkInline40KB(b *testing.B) { benchmarkFile(b, "newsletter_40kb.html"
 
 // BenchmarkInlineNoStyle is the quick exit for a message without <style>.
 func BenchmarkInlineNoStyle(b *testing.B) { benchmarkFile(b, "no_style.html") }
+
+// BenchmarkInline3KBCold inlines the 3 KB newsletter without the plan
+// cache: every call parses the document and runs the cascade.
+func BenchmarkInline3KBCold(b *testing.B) {
+	benchmarkFileOpts(b, "newsletter.html", Options{PlanCache: -1})
+}
+
+// BenchmarkInline40KBCold is BenchmarkInline40KB without the plan cache.
+func BenchmarkInline40KBCold(b *testing.B) {
+	benchmarkFileOpts(b, "newsletter_40kb.html", Options{PlanCache: -1})
+}

@@ -277,13 +277,45 @@ func (d *document) resolve(st *cascadeState, e elem) {
 		return
 	}
 	slices.SortFunc(st.out, compareEntries)
-	d.tagEdits = append(d.tagEdits, d.styleAttrEdit(st, e.tag))
+	d.tagStyles = append(d.tagStyles, tagStyle{tag: e.tag, value: d.styleValue(st)})
 }
 
-// styleAttrEdit serialises st.out as the style attribute of start tag ti:
-// it replaces the tag's style attribute, or is added after its last
-// attribute.
-func (d *document) styleAttrEdit(st *cascadeState, ti int) edit {
+// styleValue serialises st.out as the value of a style attribute, from
+// `="` to the closing `"`, in d.vals.
+func (d *document) styleValue(st *cascadeState) []byte {
+	b := d.vals
+	from := len(b)
+	b = append(b, `="`...)
+	for i, en := range st.out {
+		if i > 0 {
+			b = append(b, "; "...)
+		}
+		b = appendEscaped(b, en.d.name)
+		b = append(b, ": "...)
+		b = appendValue(b, en.d.value)
+		if en.level == levelInlineImportant {
+			b = append(b, " !important"...)
+		}
+	}
+	b = append(b, '"')
+	d.vals = b
+	return b[from:len(b):len(b)]
+}
+
+// appendTagEdits appends to edits the edits that give start tags their
+// style attributes: each replaces the tag's style attribute, or is added
+// after its last attribute.
+func (d *document) appendTagEdits(edits []edit, tags []tagStyle) []edit {
+	for _, ts := range tags {
+		edits = append(edits, d.styleAttrEdit(ts.tag, ts.value))
+	}
+	return edits
+}
+
+// styleAttrEdit returns the edit that gives start tag ti the style
+// attribute value (from `="` to the closing `"`).
+func (d *document) styleAttrEdit(ti int, value []byte) edit {
+	st := &d.st
 	t := d.scan.tags[ti]
 	st.attrs = scanAttrs(d.src, t.start, t.end, t.nameEnd, st.attrs[:0])
 	b := d.arena
@@ -311,19 +343,7 @@ func (d *document) styleAttrEdit(st *cascadeState, ti int) edit {
 		}
 		b = append(b, " style"...)
 	}
-	b = append(b, `="`...)
-	for i, en := range st.out {
-		if i > 0 {
-			b = append(b, "; "...)
-		}
-		b = appendEscaped(b, en.d.name)
-		b = append(b, ": "...)
-		b = appendValue(b, en.d.value)
-		if en.level == levelInlineImportant {
-			b = append(b, " !important"...)
-		}
-	}
-	b = append(b, '"')
+	b = append(b, value...)
 	ed.text = b[from:len(b):len(b)]
 	d.arena = b
 	return ed

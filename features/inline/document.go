@@ -33,15 +33,20 @@ type document struct {
 	sheets []sheet
 	// set is the compiled form of the sheets, maybe shared with other
 	// documents: read only. rules is set.rules.
-	set   *sheetSet
-	rules []rule
+	set *sheetSet
+	// ownSet: set refers to no byte of src (it was cached).
+	ownSet bool
+	rules  []rule
 	// flags holds what this document learnt about each member of the
 	// rules, by member.index.
 	flags []uint8
 	// keepSome: some flags have flagKeep.
 	keepSome bool
 	tagEdits []edit
-	p        cssParser
+	// tagStyles are the style attributes the cascade gave start tags,
+	// their values in vals (or in a plan).
+	tagStyles []tagStyle
+	p         cssParser
 
 	// Scratch reused by the next document when this one goes back to
 	// its Inliner's pool.
@@ -49,6 +54,8 @@ type document struct {
 	texts [][]byte
 	edits []edit
 	arena []byte // the text of tagEdits
+	vals  []byte // the values of tagStyles
+	key   []byte // the plan cache key
 }
 
 // maxPooledBytes bounds the marked copy of a document whose buffers are
@@ -61,22 +68,26 @@ func (d *document) reset(src []byte) {
 	clear(d.elems)
 	clear(d.texts)
 	clear(d.sheets)
+	clear(d.tagStyles)
 	clear(d.p.names)
 	clear(d.st.entries[:cap(d.st.entries)])
 	clear(d.st.out[:cap(d.st.out)])
 	clear(d.st.inline[:cap(d.st.inline)])
 	*d = document{
-		src:      src,
-		scan:     d.scan,
-		elems:    d.elems[:0],
-		sheets:   d.sheets[:0],
-		flags:    d.flags[:0],
-		tagEdits: d.tagEdits[:0],
-		p:        cssParser{toks: d.p.toks[:0], stack: d.p.stack[:0], names: d.p.names},
-		st:       d.st,
-		texts:    d.texts[:0],
-		edits:    d.edits[:0],
-		arena:    d.arena[:0],
+		src:       src,
+		scan:      d.scan,
+		elems:     d.elems[:0],
+		sheets:    d.sheets[:0],
+		flags:     d.flags[:0],
+		tagEdits:  d.tagEdits[:0],
+		tagStyles: d.tagStyles[:0],
+		p:         cssParser{toks: d.p.toks[:0], stack: d.p.stack[:0], names: d.p.names},
+		st:        d.st,
+		texts:     d.texts[:0],
+		edits:     d.edits[:0],
+		arena:     d.arena[:0],
+		vals:      d.vals[:0],
+		key:       d.key[:0],
 	}
 }
 
@@ -228,7 +239,7 @@ func (d *document) loadSheets(in *Inliner) {
 	if len(texts) == 0 {
 		return
 	}
-	d.set = in.sheetSet(texts, d.quirks)
+	d.set, d.ownSet = in.sheetSet(texts, d.quirks)
 	d.rules = d.set.rules
 	d.p.base = d.set.names
 	d.flags = slices.Grow(d.flags[:0], d.set.members)[:d.set.members]

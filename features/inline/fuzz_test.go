@@ -11,8 +11,10 @@ import (
 )
 
 // FuzzInline checks that Inline never panics, that its output parses, that
-// only style attributes and <style> elements change, and that an input
-// without "<style" comes back unchanged. Seeds: testdata/fuzz/FuzzInline
+// only style attributes and <style> elements change, that an input
+// without "<style" comes back unchanged, and that the output is the same
+// with and without the caches (the fuzzer's inputs share sheets and
+// markup, so the shared Inliner's plans get reused). Seeds: testdata/fuzz/FuzzInline
 // and the testdata emails.
 func FuzzInline(f *testing.F) {
 	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.html"))
@@ -27,8 +29,13 @@ func FuzzInline(f *testing.F) {
 		f.Add(b)
 	}
 	in := New(Options{MaxInputBytes: 1 << 20})
+	cold := New(Options{MaxInputBytes: 1 << 20, SheetCache: -1, PlanCache: -1})
 	f.Fuzz(func(t *testing.T, src []byte) {
 		out, err := in.Inline(src)
+		want, coldErr := cold.Inline(bytes.Clone(src))
+		if (err == nil) != (coldErr == nil) || !bytes.Equal(out, want) {
+			t.Fatalf("with caches %q, %v; without %q, %v\n in: %q", out, err, want, coldErr, src)
+		}
 		if err != nil {
 			if len(src) > 1<<20 {
 				return

@@ -99,6 +99,14 @@ type Options struct {
 	// DefaultSheetCache, negative disables the cache. The output is the
 	// same with or without it.
 	SheetCache int
+	// PlanCache is the number of distinct documents, as far as inlining
+	// can tell them apart (their markup and style sheets, not their text
+	// or the attributes no selector reads), whose inlining plan the
+	// Inliner keeps, so that messages made from one template are parsed
+	// and matched against the sheets once; zero means DefaultPlanCache,
+	// negative disables the cache. Only plans built with the sheet cache
+	// are kept. The output is the same with or without it.
+	PlanCache int
 }
 
 // Inliner inlines CSS. It holds its options and a bounded cache of
@@ -106,6 +114,7 @@ type Options struct {
 type Inliner struct {
 	opts  Options
 	cache *sheetCache // nil when disabled
+	plans *planCache  // nil when disabled
 	pool  sync.Pool   // of *document: scratch buffers of finished calls
 }
 
@@ -117,9 +126,15 @@ func New(opts Options) *Inliner {
 	if opts.SheetCache == 0 {
 		opts.SheetCache = DefaultSheetCache
 	}
+	if opts.PlanCache == 0 {
+		opts.PlanCache = DefaultPlanCache
+	}
 	in := &Inliner{opts: opts}
 	if opts.SheetCache > 0 {
 		in.cache = newSheetCache(opts.SheetCache)
+	}
+	if opts.PlanCache > 0 && in.cache != nil {
+		in.plans = newPlanCache(opts.PlanCache)
 	}
 	return in
 }
@@ -142,20 +157,47 @@ func (in *Inliner) Inline(html []byte) ([]byte, error) {
 	if len(d.scan.styles) == 0 || d.scan.prefix == "" {
 		return html, nil
 	}
+	d.quirks = quirksDoctype(d.scan.doctype)
+	var key []byte
+	var hash uint64
+	if in.plans != nil {
+		if key = d.planKey(); len(key) > maxPlanKeyBytes {
+			key = nil
+		} else {
+			hash = in.plans.hash(key)
+			if p := in.plans.get(hash, key); p != nil {
+				d.usePlan(p)
+				return d.finish(in.opts.KeepStyleTags), nil
+			}
+		}
+	}
 	if err := d.parse(); err != nil {
 		return nil, fmt.Errorf("inline: parse html: %w", err)
 	}
 	d.loadSheets(in)
 	if len(d.rules) == 0 {
-		return html, nil
+		d.set = nil
+	} else {
+		d.cascade()
 	}
-	d.cascade()
-	edits := d.styleEdits(in.opts.KeepStyleTags)
-	edits = append(edits, d.tagEdits...)
+	if key != nil && (d.set == nil || d.ownSet) {
+		in.plans.put(hash, key, d.newPlan())
+	}
+	return d.finish(in.opts.KeepStyleTags), nil
+}
+
+// finish returns the input with the edits of d's cascade applied, or the
+// input itself when there are none. keep is Options.KeepStyleTags.
+func (d *document) finish(keep bool) []byte {
+	if d.set == nil {
+		return d.src
+	}
+	edits := d.styleEdits(keep)
+	edits = d.appendTagEdits(edits, d.tagStyles)
 	if len(edits) == 0 {
-		return html, nil
+		return d.src
 	}
-	return applyEdits(html, edits), nil
+	return applyEdits(d.src, edits)
 }
 
 // hasStyleTag reports whether b contains "<style" in any letter case: the

@@ -175,18 +175,18 @@ func (c *sheetCache) len() int {
 // sheetSet returns the compiled form of the document's sheets: from the
 // cache when in has one and has seen them, else compiled (and cached).
 // A set that is cached is compiled from a copy of the texts, so that it
-// never refers to the caller's input.
-func (in *Inliner) sheetSet(texts [][]byte, quirks bool) *sheetSet {
+// never refers to the caller's input; owned reports such a set.
+func (in *Inliner) sheetSet(texts [][]byte, quirks bool) (set *sheetSet, owned bool) {
 	size := 0
 	for _, t := range texts {
 		size += len(t)
 	}
 	if in.cache == nil || size > maxCachedSheetBytes {
-		return compileSheets(texts, quirks)
+		return compileSheets(texts, quirks), false
 	}
 	hash := in.cache.hash(texts, quirks)
 	if set := in.cache.get(hash, texts, quirks); set != nil {
-		return set
+		return set, true
 	}
 	own := make([][]byte, len(texts))
 	copied := make([]byte, 0, size)
@@ -196,5 +196,5 @@ func (in *Inliner) sheetSet(texts [][]byte, quirks bool) *sheetSet {
 	}
 	e := &cacheEntry{hash: hash, quirks: quirks, texts: own, set: compileSheets(own, quirks)}
 	in.cache.put(e)
-	return e.set
+	return e.set, true
 }
