@@ -131,3 +131,15 @@ func TestPlanCacheBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestContainsFold compares containsFold with the offset-by-offset search.
+func TestContainsFold(t *testing.T) {
+	hay := []string{"", "x", "x-sg", "x-sg-", "X-SG-", "ax-Sg-b", "--x-sg-", "x-sx-sg-", "x-sg0-", "x-sg-0-", "abc-def", "-", "x--sg-"}
+	for _, h := range hay {
+		for _, s := range []string{"x-sg-", "x-sg0-", "x-sg00-", "abc"} {
+			if got, want := containsFold([]byte(h), []byte(s)), containsFoldSlow([]byte(h), []byte(s)); got != want {
+				t.Errorf("containsFold(%q, %q) = %v, want %v", h, s, got, want)
+			}
+		}
+	}
+}

@@ -402,8 +402,36 @@ func markerPrefix(src []byte) string {
 }
 
 // containsFold reports whether b contains the lower-case ASCII string s,
-// ignoring ASCII case. s must start with a letter.
+// ignoring ASCII case. s must start with a letter. It jumps between the
+// occurrences of the first byte of s that has no case (the "-" of a
+// marker prefix), falling back to trying every offset when there is none.
 func containsFold(b, s []byte) bool {
+	anchor := -1
+	for i, c := range s {
+		if c < 'a' || c > 'z' {
+			anchor = i
+			break
+		}
+	}
+	if anchor < 0 {
+		return containsFoldSlow(b, s)
+	}
+	for i := anchor; i < len(b); {
+		j := bytes.IndexByte(b[i:], s[anchor])
+		if j < 0 {
+			return false
+		}
+		i += j
+		if p := i - anchor; p+len(s) <= len(b) && equalFoldBytes(b[p:p+len(s)], s) {
+			return true
+		}
+		i++
+	}
+	return false
+}
+
+// containsFoldSlow is containsFold trying every offset.
+func containsFoldSlow(b, s []byte) bool {
 	up := s[0] - ('a' - 'A')
 	for i := 0; i+len(s) <= len(b); i++ {
 		if (b[i] == s[0] || b[i] == up) && equalFoldBytes(b[i:i+len(s)], s) {
