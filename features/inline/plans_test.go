@@ -143,3 +143,12 @@ func TestContainsFold(t *testing.T) {
 		}
 	}
 }
+
+// TestHasCDATA compares hasCDATA with bytes.Contains.
+func TestHasCDATA(t *testing.T) {
+	for _, s := range []string{"", "<![CDATA[", "x<![CDATA[x", "[CDATA[", "![CDATA[", "<[CDATA[", "[CDATA[<![CDATA[", "<!<![CDATA", "<![cdata["} {
+		if got, want := hasCDATA([]byte(s)), bytes.Contains([]byte(s), []byte("<![CDATA[")); got != want {
+			t.Errorf("hasCDATA(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -78,7 +78,7 @@ func (r *scanResult) scanInto(src []byte) {
 	// In a document with a CDATA section the parser's tokens may differ
 	// from this pass's (it reads CDATA in foreign content): nothing is
 	// shortened there.
-	if !bytes.Contains(src, []byte("<![CDATA[")) {
+	if !hasCDATA(src) {
 		r.keep.read(src)
 		if r.scanMarked(src, true, &r.keep) {
 			return
@@ -86,6 +86,22 @@ func (r *scanResult) scanInto(src []byte) {
 		r.reset()
 	}
 	r.scanMarked(src, false, nil)
+}
+
+// hasCDATA reports whether src contains "<![CDATA[". It looks for the
+// rare "[CDATA[" rather than for the frequent "<".
+func hasCDATA(src []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(src[i:], []byte("[CDATA["))
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i >= 2 && src[i-2] == '<' && src[i-1] == '!' {
+			return true
+		}
+		i++
+	}
 }
 
 // scanMarked is scanHTML, shortening text and comments when shorten is set
