@@ -72,6 +72,12 @@ const defaultPruneBatch = 1000
 // Inboxes lists the inboxes holding mail of the scope's logins (of login
 // only, if not ""), most recently used first. limit 0 or less means 100; at
 // most 1000.
+//
+// The inboxes of a page are the first limit distinct ones met walking the
+// capture index newest first, which usually means reading a few rows per
+// inbox; only they are then counted. When the newest rows hold too few
+// inboxes for that to pay (a few inboxes with most of the mail), the whole
+// index is grouped instead.
 func (db *DB) Inboxes(ctx context.Context, scope store.Scope, login string, limit int) ([]store.InboxSummary, error) {
 	if !scopeSeesAnything(scope) || login != "" && !scope.Allows(login) {
 		return []store.InboxSummary{}, nil
@@ -94,11 +100,29 @@ func (db *DB) Inboxes(ctx context.Context, scope store.Scope, login string, limi
 		where = append(where, `i.login = ?`)
 		args = append(args, login)
 	}
-	query := `SELECT i.inbox AS inbox, COUNT(*) AS n, SUM(i.read = 0) AS unread, MAX(i.seq) AS last FROM inbox i`
+	cond := ""
 	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, " AND ")
+		cond = ` WHERE ` + strings.Join(where, " AND ")
 	}
-	query = `SELECT g.inbox, g.n, g.unread, g.last, m.received FROM (` + query + ` GROUP BY i.inbox) g
+	names, err := db.recentInboxes(ctx, cond, args, limit)
+	if err != nil {
+		return nil, err
+	}
+	group := `SELECT i.inbox AS inbox, COUNT(*) AS n, SUM(i.read = 0) AS unread, MAX(i.seq) AS last FROM inbox i` + cond
+	if names != nil {
+		// Only the inboxes found: one range of the index each.
+		b, err := json.Marshal(names)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: inboxes: %w", err)
+		}
+		and := " WHERE "
+		if cond != "" {
+			and = " AND "
+		}
+		group += and + `i.inbox IN (SELECT value FROM json_each(?))`
+		args = append(args, b)
+	}
+	query := `SELECT g.inbox, g.n, g.unread, g.last, m.received FROM (` + group + ` GROUP BY i.inbox) g
 JOIN messages m ON m.seq = g.last ORDER BY g.last DESC LIMIT ?`
 	rows, err := db.rdb.QueryContext(ctx, query, append(args, limit)...)
 	if err != nil {
@@ -119,6 +143,44 @@ JOIN messages m ON m.seq = g.last ORDER BY g.last DESC LIMIT ?`
 		return nil, fmt.Errorf("sqlite: inboxes: %w", err)
 	}
 	return out, nil
+}
+
+// recentRowsPerInbox bounds the walk of recentInboxes: rows read per inbox
+// wanted, on average, before grouping the whole index is the better plan.
+const recentRowsPerInbox = 20
+
+// recentInboxes walks the capture index newest first (with the conditions
+// cond on its rows) and returns the first limit distinct inboxes, in the
+// order met; or all of them, if the walk ends first; or nil when it read
+// limit*recentRowsPerInbox rows without finding limit inboxes.
+func (db *DB) recentInboxes(ctx context.Context, cond string, args []any, limit int) ([]string, error) {
+	rows, err := db.rdb.QueryContext(ctx, `SELECT i.inbox FROM inbox i INDEXED BY inbox_by_message`+cond+` ORDER BY i.seq DESC`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: inboxes: %w", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	names := []string{}
+	for read := 0; rows.Next(); read++ {
+		if read == limit*recentRowsPerInbox {
+			return nil, nil
+		}
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("sqlite: inboxes: %w", err)
+		}
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+			if len(names) == limit {
+				return names, nil
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: inboxes: %w", err)
+	}
+	return names, nil
 }
 
 // InboxCount counts the messages of one inbox in scope.
