@@ -146,6 +146,34 @@ func BenchmarkInboxFirstPage(b *testing.B) {
 	}
 }
 
+// BenchmarkInboxes lists the first page of the inboxes of 100,000 messages
+// (each in bench@ and in one of 100 others), for the admin scope (a page
+// of 100 of 101 inboxes) and for one login's (its 51 inboxes).
+func BenchmarkInboxes(b *testing.B) {
+	db := openTest(b, testutil.PostgresSchema(b))
+	seedInbox(b, db, 100_000)
+	for _, sc := range []struct {
+		name  string
+		scope store.Scope
+		want  int
+	}{
+		{"all", all, 100},
+		{"one-login", store.Scope{Logins: []string{"login1"}}, 51},
+	} {
+		b.Run(sc.name, func(b *testing.B) {
+			for b.Loop() {
+				list, err := db.Inboxes(context.Background(), sc.scope, "", 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(list) != sc.want {
+					b.Fatalf("%d inboxes, want %d", len(list), sc.want)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkClaimComplete has 8 workers claim due deliveries ten at a time
 // and complete each (an attempt, the delivery update and a deferred event,
 // in one transaction); one op is one delivery. Completed deliveries are

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -147,10 +148,23 @@ func (db *DB) Inboxes(ctx context.Context, scope store.Scope, login string, limi
 	if login != "" {
 		w.add("i.login = %s", clean(login))
 	}
-	sql := `SELECT i.inbox, count(*), count(*) FILTER (WHERE NOT i.read),
-	(array_agg(i.received ORDER BY i.seq DESC))[1], max(i.seq)
-FROM inbox i WHERE ` + w.sql() + `
-GROUP BY i.inbox ORDER BY max(i.seq) DESC LIMIT ` + w.arg(clampLimit(limit, defaultInboxesLim, maxInboxesLim))
+	limit = clampLimit(limit, defaultInboxesLim, maxInboxesLim)
+	names, err := db.recentInboxes(ctx, w, limit)
+	if err != nil {
+		return nil, err
+	}
+	if names != nil {
+		// Only the inboxes found: one range of the primary key each.
+		w.add("i.inbox = ANY(%s)", names)
+	}
+	// The time of each inbox's newest message comes from that one row,
+	// not from aggregating the times of all its rows.
+	sql := `SELECT g.inbox, g.n, g.unread, l.received, g.last FROM (
+	SELECT i.inbox, count(*) AS n, count(*) FILTER (WHERE NOT i.read) AS unread, max(i.seq) AS last
+	FROM inbox i WHERE ` + w.sql() + `
+	GROUP BY i.inbox ORDER BY max(i.seq) DESC LIMIT ` + w.arg(limit) + `) g
+JOIN inbox l ON l.inbox = g.inbox AND l.seq = g.last
+ORDER BY g.last DESC`
 	rows, err := db.pool.Query(ctx, sql, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: inboxes: %w", err)
@@ -169,6 +183,50 @@ GROUP BY i.inbox ORDER BY max(i.seq) DESC LIMIT ` + w.arg(clampLimit(limit, defa
 		return nil, fmt.Errorf("postgres: inboxes: %w", err)
 	}
 	return out, nil
+}
+
+// recentRowsPerInbox bounds the walk of recentInboxes: rows read per inbox
+// wanted, on average, before grouping the whole index is the better plan.
+const recentRowsPerInbox = 20
+
+// recentInboxes walks the capture index newest first (rows matching w) and
+// returns the first limit distinct inboxes met; or all of them, if there
+// are fewer; or nil when limit*recentRowsPerInbox rows held fewer than
+// limit inboxes (a few inboxes with most of the mail: grouping the whole
+// index is then the better plan). w is not changed.
+func (db *DB) recentInboxes(ctx context.Context, w *whereBuilder, limit int) ([]string, error) {
+	walk := &whereBuilder{conds: slices.Clone(w.conds), args: slices.Clone(w.args)}
+	budget := limit * recentRowsPerInbox
+	rows, err := db.pool.Query(ctx, `SELECT i.inbox FROM inbox i WHERE `+walk.sql()+`
+ORDER BY i.seq DESC LIMIT `+walk.arg(budget), walk.args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: inboxes: %w", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	names := []string{}
+	read := 0
+	for rows.Next() {
+		read++
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("postgres: inboxes: %w", err)
+		}
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+			if len(names) == limit {
+				return names, nil
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: inboxes: %w", err)
+	}
+	if read == budget {
+		return nil, nil
+	}
+	return names, nil
 }
 
 // InboxCount counts the messages of one inbox in scope.

@@ -3,7 +3,9 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -102,6 +104,61 @@ func testSearch(t *testing.T, h *harness) {
 			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
 		}
 	}
+}
+
+// testInboxesPages checks pages of Inboxes, most recent first, against
+// counts kept here, for a login beside another: a page smaller than the
+// number of inboxes, a page past the last one, and a page behind many new
+// messages of one inbox (a backend that finds a page's inboxes by walking
+// the newest messages must still get it right).
+func testInboxesPages(t *testing.T, h *harness) {
+	c := captureOf(t, h)
+	ctx := context.Background()
+	type key struct{ login, inbox string }
+	count := map[key]int{}
+	var order []key // by their latest message, oldest first
+	send := func(login, inbox string) {
+		h.capture(login, inbox)
+		k := key{login, inbox}
+		count[k]++
+		order = slices.DeleteFunc(order, func(o key) bool { return o == k })
+		order = append(order, k)
+	}
+	check := func(what string, limit int) {
+		t.Helper()
+		var want []key
+		for i := len(order) - 1; i >= 0 && len(want) < limit; i-- {
+			if order[i].login == "alpha" {
+				want = append(want, order[i])
+			}
+		}
+		got, err := c.Inboxes(ctx, scopeOf("alpha"), "", limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d inboxes %+v, want %d %v", what, len(got), got, len(want), want)
+		}
+		for i, g := range got {
+			if g.Inbox != want[i].inbox || g.Messages != count[want[i]] || g.Unread != count[want[i]] {
+				t.Errorf("%s: inbox %d is %s with %d (%d unread), want %s with %d", what, i, g.Inbox, g.Messages, g.Unread, want[i].inbox, count[want[i]])
+			}
+		}
+	}
+	for range 30 {
+		send("alpha", "big@example.org")
+	}
+	for i := range 6 {
+		send("alpha", fmt.Sprintf("one%d@example.org", i))
+		send("beta", fmt.Sprintf("theirs%d@example.org", i))
+	}
+	check("a page of 3 of 7", 3)
+	check("a page past the last inbox", 100)
+	for range 45 {
+		send("alpha", "hot@example.org")
+	}
+	check("a page of 2 behind 45 messages of one inbox", 2)
+	check("a page of 8", 8)
 }
 
 func testInboxesAndCount(t *testing.T, h *harness) {

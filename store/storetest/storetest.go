@@ -106,6 +106,7 @@ func Run(t *testing.T, open Opener) {
 		// Capture
 		{"Search", testSearch},
 		{"InboxesAndCount", testInboxesAndCount},
+		{"InboxesPages", testInboxesPages},
 		{"SetRead", testSetRead},
 		{"DeleteInbox", testDeleteInbox},
 		{"Prune", testPrune},
