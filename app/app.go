@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -289,8 +290,9 @@ func (a *App) HTTPAddr() net.Addr {
 }
 
 // Reload re-reads the policy (and the certificate). A policy with errors is
-// refused and the one in force stays. Listener and store changes need a
-// restart; open connections are never dropped.
+// refused and the one in force stays. Listener, HTTP address and store
+// changes need a restart (Reload logs a warning naming them); open
+// connections are never dropped.
 func (a *App) Reload() error {
 	pol, err := a.loadPolicy()
 	if err != nil {
@@ -312,6 +314,9 @@ func (a *App) Reload() error {
 		a.log.Error("policy reload refused: relay settings", zap.Error(err))
 		return err
 	}
+	if later := restartNeeded(a.Policy(), pol); len(later) > 0 {
+		a.log.Warn("policy reloaded; these settings take effect only after a restart", zap.Strings("settings", later))
+	}
 	a.cert.Set(cert)
 	a.cur.Store(next)
 	a.startWorkers(pol)
@@ -320,6 +325,31 @@ func (a *App) Reload() error {
 	}
 	a.log.Info("policy reloaded", zap.Int("credentials", len(pol.Credentials)))
 	return nil
+}
+
+// restartNeeded names the settings that differ between the policy in force
+// and the reloaded one but are fixed at start: the sockets, the store, the
+// data directory, and what the web server mounts (the UI, the tracking
+// paths of public_url).
+func restartNeeded(old, cur *policy.Policy) []string {
+	o, c := old.Server, cur.Server
+	var out []string
+	for _, d := range []struct {
+		name    string
+		changed bool
+	}{
+		{"listeners", !reflect.DeepEqual(o.Listeners, c.Listeners)},
+		{"http.address", o.HTTP.Address != c.HTTP.Address},
+		{"http.ui", o.HTTP.UI != c.HTTP.UI},
+		{"http.public_url", o.HTTP.PublicURL != c.HTTP.PublicURL},
+		{"store", o.Store != c.Store},
+		{"data_dir", o.DataDir != c.DataDir},
+	} {
+		if d.changed {
+			out = append(out, d.name)
+		}
+	}
+	return out
 }
 
 // Shutdown stops accepting, lets sessions finish until ctx is done, and
@@ -431,8 +461,9 @@ func (a *App) Addrs() Addrs {
 func webConfig(pol *policy.Policy, a *App) web.Config {
 	h := pol.Server.HTTP
 	cfg := web.Config{
-		UI:           h.UI,
-		OpenNetworks: h.OpenNetworks,
+		UI: h.UI,
+		// Read from the policy in force: a reload applies at once.
+		OpenNetworks: func() []*net.IPNet { return a.Policy().Server.HTTP.OpenNetworks },
 		SecureCookie: strings.HasPrefix(h.PublicURL, "https://"),
 		Retention: func() []store.Retention {
 			cur := a.Policy()

@@ -120,7 +120,11 @@ func (s *Server) authenticate(r *http.Request) (store.Scope, credential, error) 
 
 // open reports whether r comes from one of Config.OpenNetworks.
 func (s *Server) open(r *http.Request) bool {
-	if len(s.cfg.OpenNetworks) == 0 {
+	if s.cfg.OpenNetworks == nil {
+		return false
+	}
+	nets := s.cfg.OpenNetworks()
+	if len(nets) == 0 {
 		return false
 	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
@@ -128,7 +132,7 @@ func (s *Server) open(r *http.Request) bool {
 		return false
 	}
 	ip := net.IP(ap.Addr().Unmap().AsSlice())
-	return slices.ContainsFunc(s.cfg.OpenNetworks, func(n *net.IPNet) bool { return n.Contains(ip) })
+	return slices.ContainsFunc(nets, func(n *net.IPNet) bool { return n.Contains(ip) })
 }
 
 func safeMethod(m string) bool {

@@ -90,12 +90,14 @@ type Config struct {
 
 	// UI serves the capture web UI at / and /ui/ (policy: http { ui = true }).
 	UI bool
-	// OpenNetworks lists the client networks that may use the UI and the
-	// API without an API key (policy: http { open_networks = [...] }); such
-	// a client sees the mail of every login. A key sent anyway is still
-	// checked and then decides the scope. The client address is the TCP
-	// peer (r.RemoteAddr): X-Forwarded-For is never trusted.
-	OpenNetworks []*net.IPNet
+	// OpenNetworks returns the client networks that may use the UI and
+	// the API without an API key (policy: http { open_networks = [...] });
+	// such a client sees the mail of every login. A key sent anyway is
+	// still checked and then decides the scope. The client address is the
+	// TCP peer (r.RemoteAddr): X-Forwarded-For is never trusted. It is
+	// called for every request without a key, so a policy reload applies
+	// at once; nil means no open networks.
+	OpenNetworks func() []*net.IPNet
 	// SecureCookie sets the Secure attribute on the UI's session cookie even
 	// for plain-HTTP requests (behind a TLS-terminating proxy); it is always
 	// set on requests that came over TLS.

@@ -599,7 +599,7 @@ func TestV1Session(t *testing.T) {
 func TestOpenNetworks(t *testing.T) {
 	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
 	_, v6, _ := net.ParseCIDR("::1/128")
-	f := newFixtureConfig(t, Config{OpenNetworks: []*net.IPNet{loopback, v6}}, nil)
+	f := newFixtureConfig(t, Config{OpenNetworks: func() []*net.IPNet { return []*net.IPNet{loopback, v6} }}, nil)
 	m := f.plainMessage("bob", "plain.eml", t0, "ann@example.com")
 	do := func(method, target, remote string, hdr map[string]string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, target, nil)
