@@ -60,6 +60,7 @@ PY
 }
 
 : >"$out/capture.txt"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (the figures depend on what else runs)" | tee -a "$out/capture.txt"
 echo "== warm-up"
 bin/smtpload -addr "$addr" -user bench -pass bench-password -n 500 -c 50 -k 10 >/dev/null
 bin/smtpload -addr "$addr" -user featured -pass bench-password -n 500 -c 50 -k 10 -body bench/newsletter-css.eml >/dev/null
