@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/smtpgate/smtpgate/policy"
 )
@@ -48,7 +49,13 @@ func loadDevSecrets(dataDir string) (*DevSecrets, error) {
 			return nil, fmt.Errorf("app: %s: %w", path, err)
 		}
 		if s.Password != "" && s.PasswordHash != "" && s.APIKey != "" && s.TrackingSecret != "" {
-			return &s, nil
+			if !strings.HasPrefix(s.Password, "-") {
+				return &s, nil
+			}
+			// Kept from a version that drew passwords from base64url: one
+			// that starts with '-' breaks the banner's swaks line (an
+			// option to swaks). Only the password is replaced.
+			return saveDevPassword(path, &s)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("app: %w", err)
@@ -61,6 +68,20 @@ func loadDevSecrets(dataDir string) (*DevSecrets, error) {
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	b, _ = json.MarshalIndent(s, "", "  ")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	return s, nil
+}
+
+// saveDevPassword gives s a new password and writes s to path.
+func saveDevPassword(path string, s *DevSecrets) (*DevSecrets, error) {
+	var err error
+	s.Password = randomToken(12)
+	if s.PasswordHash, err = policy.HashPassword(s.Password); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	b, _ := json.MarshalIndent(s, "", "  ")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
