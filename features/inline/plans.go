@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/maphash"
-	"sync"
-	"sync/atomic"
 )
 
 // DefaultPlanCache is the number of plans an Inliner keeps when
@@ -106,28 +104,22 @@ func (d *document) usePlan(p *plan) {
 	d.tagStyles = append(d.tagStyles[:0], p.tags...)
 }
 
-// planCache keeps the plans of the last distinct keys seen, bounded in
-// entries, evicting with the CLOCK algorithm as sheetCache does. Entries
-// are found by a hash of the key and compared with it in full.
+// planCache keeps the plans of the last distinct keys seen: a clockCache
+// (bounded, CLOCK eviction, as sheetCache) of entries found by a hash of
+// the key and compared with it in full.
 type planCache struct {
-	seed    maphash.Seed
-	mu      sync.RWMutex
-	entries map[uint64][]*planEntry
-	ring    []*planEntry // at most max entries
-	hand    int
-	max     int
+	seed maphash.Seed
+	*clockCache[*planEntry]
 }
 
 // planEntry is one cached plan.
 type planEntry struct {
-	hash uint64
 	key  []byte // a private copy
 	plan *plan
-	used atomic.Bool // looked up since the clock hand last passed
 }
 
 func newPlanCache(max int) *planCache {
-	return &planCache{seed: maphash.MakeSeed(), entries: make(map[uint64][]*planEntry, max), max: max}
+	return &planCache{seed: maphash.MakeSeed(), clockCache: newClockCache[*planEntry](max)}
 }
 
 // hash returns the hash of key.
@@ -135,67 +127,15 @@ func (c *planCache) hash(key []byte) uint64 { return maphash.Bytes(c.seed, key) 
 
 // get returns the plan cached for key, or nil.
 func (c *planCache) get(hash uint64, key []byte) *plan {
-	c.mu.RLock()
-	var found *planEntry
-	for _, e := range c.entries[hash] {
-		if bytes.Equal(e.key, key) {
-			found = e
-			break
-		}
-	}
-	c.mu.RUnlock()
-	if found == nil {
+	e, ok := c.clockCache.get(hash, func(e *planEntry) bool { return bytes.Equal(e.key, key) })
+	if !ok {
 		return nil
 	}
-	if !found.used.Load() {
-		found.used.Store(true)
-	}
-	return found.plan
+	return e.plan
 }
 
-// put caches p under a copy of key, evicting an entry when the cache is
-// full.
+// put caches p under a copy of key unless another goroutine planned the
+// same document meanwhile.
 func (c *planCache) put(hash uint64, key []byte, p *plan) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, o := range c.entries[hash] {
-		if bytes.Equal(o.key, key) {
-			return // another goroutine planned the same document
-		}
-	}
-	e := &planEntry{hash: hash, key: bytes.Clone(key), plan: p}
-	if len(c.ring) < c.max {
-		c.ring = append(c.ring, e)
-	} else {
-		for c.ring[c.hand].used.Swap(false) {
-			c.hand = (c.hand + 1) % len(c.ring)
-		}
-		c.remove(c.ring[c.hand])
-		c.ring[c.hand] = e
-		c.hand = (c.hand + 1) % len(c.ring)
-	}
-	c.entries[hash] = append(c.entries[hash], e)
-}
-
-// remove takes e out of the hash index.
-func (c *planCache) remove(e *planEntry) {
-	list := c.entries[e.hash]
-	for i, o := range list {
-		if o == e {
-			list = append(list[:i:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(c.entries, e.hash)
-	} else {
-		c.entries[e.hash] = list
-	}
-}
-
-// len returns the number of cached plans.
-func (c *planCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.ring)
+	c.clockCache.put(hash, &planEntry{key: bytes.Clone(key), plan: p}, func(o *planEntry) bool { return bytes.Equal(o.key, key) })
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/maphash"
-	"sync"
-	"sync/atomic"
 )
 
 // DefaultSheetCache is the number of compiled style sheet sets an Inliner
@@ -51,26 +49,19 @@ func compileSheets(texts [][]byte, quirks bool) *sheetSet {
 
 // sheetCache keeps the sheetSets of the last distinct sheet texts seen, so
 // that messages made from one template (bulk mail) parse their style sheet
-// and compile its selectors once. It is bounded in entries and evicts with
-// the CLOCK algorithm: an entry used since the hand last passed it gets a
-// second chance. Entries are found by a hash of the texts and compared
-// with them in full.
+// and compile its selectors once. It is a clockCache (bounded, CLOCK
+// eviction) of entries found by a hash of the texts and compared with them
+// in full.
 type sheetCache struct {
-	seed    maphash.Seed
-	mu      sync.RWMutex
-	entries map[uint64][]*cacheEntry
-	ring    []*cacheEntry // at most max entries
-	hand    int
-	max     int
+	seed maphash.Seed
+	*clockCache[*cacheEntry]
 }
 
 // cacheEntry is one cached sheetSet.
 type cacheEntry struct {
-	hash   uint64
 	quirks bool
 	texts  [][]byte // private copies of the sheet texts
 	set    *sheetSet
-	used   atomic.Bool // looked up since the clock hand last passed
 }
 
 // matches reports whether e was compiled from texts in quirks mode or not.
@@ -87,7 +78,7 @@ func (e *cacheEntry) matches(texts [][]byte, quirks bool) bool {
 }
 
 func newSheetCache(max int) *sheetCache {
-	return &sheetCache{seed: maphash.MakeSeed(), entries: make(map[uint64][]*cacheEntry, max), max: max}
+	return &sheetCache{seed: maphash.MakeSeed(), clockCache: newClockCache[*cacheEntry](max)}
 }
 
 // hash returns the key of texts in quirks mode or not.
@@ -109,67 +100,17 @@ func (c *sheetCache) hash(texts [][]byte, quirks bool) uint64 {
 
 // get returns the sheetSet cached for texts, or nil.
 func (c *sheetCache) get(hash uint64, texts [][]byte, quirks bool) *sheetSet {
-	c.mu.RLock()
-	var found *cacheEntry
-	for _, e := range c.entries[hash] {
-		if e.matches(texts, quirks) {
-			found = e
-			break
-		}
-	}
-	c.mu.RUnlock()
-	if found == nil {
+	e, ok := c.clockCache.get(hash, func(e *cacheEntry) bool { return e.matches(texts, quirks) })
+	if !ok {
 		return nil
 	}
-	if !found.used.Load() {
-		found.used.Store(true)
-	}
-	return found.set
+	return e.set
 }
 
-// put caches e, evicting an entry when the cache is full.
-func (c *sheetCache) put(e *cacheEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, o := range c.entries[e.hash] {
-		if o.matches(e.texts, e.quirks) {
-			return // another goroutine compiled the same sheets
-		}
-	}
-	if len(c.ring) < c.max {
-		c.ring = append(c.ring, e)
-	} else {
-		for c.ring[c.hand].used.Swap(false) {
-			c.hand = (c.hand + 1) % len(c.ring)
-		}
-		c.remove(c.ring[c.hand])
-		c.ring[c.hand] = e
-		c.hand = (c.hand + 1) % len(c.ring)
-	}
-	c.entries[e.hash] = append(c.entries[e.hash], e)
-}
-
-// remove takes e out of the hash index.
-func (c *sheetCache) remove(e *cacheEntry) {
-	list := c.entries[e.hash]
-	for i, o := range list {
-		if o == e {
-			list = append(list[:i:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(c.entries, e.hash)
-	} else {
-		c.entries[e.hash] = list
-	}
-}
-
-// len returns the number of cached entries.
-func (c *sheetCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.ring)
+// put caches e under hash unless another goroutine compiled the same
+// sheets meanwhile.
+func (c *sheetCache) put(hash uint64, e *cacheEntry) {
+	c.clockCache.put(hash, e, func(o *cacheEntry) bool { return o.matches(e.texts, e.quirks) })
 }
 
 // sheetSet returns the compiled form of the document's sheets: from the
@@ -194,7 +135,7 @@ func (in *Inliner) sheetSet(texts [][]byte, quirks bool) (set *sheetSet, owned b
 		copied = append(copied, t...)
 		own[i] = copied[len(copied)-len(t) : len(copied) : len(copied)]
 	}
-	e := &cacheEntry{hash: hash, quirks: quirks, texts: own, set: compileSheets(own, quirks)}
-	in.cache.put(e)
+	e := &cacheEntry{quirks: quirks, texts: own, set: compileSheets(own, quirks)}
+	in.cache.put(hash, e)
 	return e.set, true
 }
