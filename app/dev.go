@@ -60,18 +60,10 @@ func loadDevSecrets(dataDir string) (*DevSecrets, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("app: %w", err)
 	}
-	s := &DevSecrets{Password: randomToken(12), APIKey: randomToken(24), TrackingSecret: randomToken(32)}
-	if s.PasswordHash, err = policy.HashPassword(s.Password); err != nil {
-		return nil, fmt.Errorf("app: %w", err)
-	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
-	b, _ = json.MarshalIndent(s, "", "  ")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("app: %w", err)
-	}
-	return s, nil
+	return saveDevPassword(path, &DevSecrets{APIKey: randomToken(24), TrackingSecret: randomToken(32)})
 }
 
 // saveDevPassword gives s a new password and writes s to path.
