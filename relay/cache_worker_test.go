@@ -94,7 +94,8 @@ func TestRememberedMessages(t *testing.T) {
 	}
 }
 
-// claimCounter is the real store, counting the two kinds of claim.
+// claimCounter is the real store, counting the two kinds of claim: scans,
+// and claims by id (which the worker makes through CompleteAndClaim).
 type claimCounter struct {
 	store.Queue
 	scans, byID atomic.Int32
@@ -103,11 +104,6 @@ type claimCounter struct {
 func (q *claimCounter) ClaimDeliveries(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*store.Delivery, error) {
 	q.scans.Add(1)
 	return q.Queue.ClaimDeliveries(ctx, owner, now, limit, lease)
-}
-
-func (q *claimCounter) ClaimDeliveriesByID(ctx context.Context, owner string, ids []int64, now time.Time, lease time.Duration) ([]*store.Delivery, error) {
-	q.byID.Add(1)
-	return q.Queue.ClaimDeliveriesByID(ctx, owner, ids, now, lease)
 }
 
 func (q *claimCounter) CompleteAndClaim(ctx context.Context, owner string, cs []store.Completion, ids []int64,
